@@ -1,0 +1,1 @@
+"""Dagster definitions by layer: each module wires pure cores to storage."""
