@@ -1,1 +1,5 @@
-"""Dagster definitions by layer: each module wires pure cores to storage."""
+"""Dagster definitions by layer (market, state, regime, risk, backtest, report, sim, automation)."""
+
+from alloc_assets import _dagster_patches
+
+_dagster_patches.apply()

@@ -1,0 +1,354 @@
+"""The two-pass comparison report: a JSON-ready dict, its markdown, and console summaries (pure).
+
+Takes plain arrays only (dates, the two :class:`~alloc_assets.core.backtest.BacktestResult`, the
+applied scalars with their dates, one regime label per day), so it depends on no other layer's code.
+
+Report keys (the contract; :data:`REPORT_KEYS`)::
+
+    window {start, end}; profile; allocator {mode, config}
+    metrics {baseline, scaled, delta}          each keyed by metrics.METRIC_KEYS
+    allocator_usage {rebalances, scaled_rebalances, scaled_fraction, scalar_mean, scalar_min, scalar_max}
+    regime_distribution {REGIME: {days, fraction}}
+    regime_transitions {count, per_year, matrix}
+    top_derisk_events [{date, scalar, regime}]
+    verdict {status, reasons}
+
+Conventions: dates are ISO strings; numbers are plain Python ``int``/``float``; an undefined value
+(``nan``) is ``null``. ``delta`` is ``scaled - baseline``. A rebalance counts as scaled when its
+scalar is below 1 (by more than 1e-9). ``regime_distribution`` always lists the four regimes (then
+any other label seen). ``regime_transitions.count`` is the number of days whose label differs from
+the previous day's, ``per_year`` that count over ``T / 252`` years, and ``matrix[a][b]`` the number
+of consecutive day pairs going from ``a`` to ``b`` (the diagonal counts days staying put).
+``top_derisk_events`` are the (up to) 10 lowest applied scalars below 1, lowest first (earlier date
+first on ties), with the regime label of their date.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alloc_assets.core.backtest import BacktestResult
+from alloc_assets.core.metrics import METRIC_KEYS, PERIODS_PER_YEAR, Metric, compute_metrics, metric_delta
+from alloc_assets.core.verdict import VerdictEvidence, VerdictThresholds, market_conditions, verdict
+
+REGIMES: tuple[str, ...] = ("NORMAL", "ELEVATED", "STRESS", "CRISIS")
+REPORT_KEYS: tuple[str, ...] = (
+    "window",
+    "profile",
+    "allocator",
+    "metrics",
+    "allocator_usage",
+    "regime_distribution",
+    "regime_transitions",
+    "top_derisk_events",
+    "verdict",
+)
+USAGE_KEYS: tuple[str, ...] = ("rebalances", "scaled_rebalances", "scaled_fraction", "scalar_mean", "scalar_min", "scalar_max")
+TOP_EVENTS = 10
+_SCALED_TOL = 1e-9
+
+_PERCENT_METRICS = {
+    Metric.CAGR, Metric.ANN_VOL, Metric.MAX_DRAWDOWN, Metric.WORST_MONTH, Metric.WORST_QUARTER,
+    Metric.VAR_95, Metric.CVAR_95, Metric.TURNOVER,
+}
+_LABELS = {
+    Metric.CAGR: "CAGR",
+    Metric.ANN_VOL: "Annual volatility",
+    Metric.SHARPE: "Sharpe",
+    Metric.SORTINO: "Sortino",
+    Metric.MAX_DRAWDOWN: "Max drawdown",
+    Metric.CALMAR: "Calmar",
+    Metric.WORST_MONTH: "Worst month",
+    Metric.WORST_QUARTER: "Worst quarter",
+    Metric.VAR_95: "VaR 95 % (1 day)",
+    Metric.CVAR_95: "CVaR 95 % (1 day)",
+    Metric.TURNOVER: "Turnover (one-way, a year)",
+}
+
+
+def jsonable(value: Any) -> Any:
+    """Recursively turn numpy scalars/arrays into Python ones and ``nan``/``inf`` into ``None``."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [jsonable(v) for v in value.tolist()]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, (np.datetime64, pd.Timestamp)):
+        return _iso(value)
+    if hasattr(value, "value") and isinstance(getattr(value, "value"), str):  # Enum members
+        return value.value
+    return value
+
+
+def _iso(d) -> str:
+    return str(np.datetime64(d, "D"))
+
+
+def _day_positions(dates: np.ndarray, when: np.ndarray) -> np.ndarray:
+    pos = np.searchsorted(dates, when)
+    ok = (pos < dates.size) & (dates[np.minimum(pos, dates.size - 1)] == when)
+    if not ok.all():
+        bad = when[~ok][0]
+        raise ValueError(f"scalar date {_iso(bad)} is not one of the report's dates ({_iso(dates[0])}..{_iso(dates[-1])})")
+    return pos
+
+
+def allocator_usage(scalars: np.ndarray) -> dict[str, float | int | None]:
+    """The ``allocator_usage`` block from the applied scalars (R,)."""
+    s = np.asarray(scalars, dtype=np.float64)
+    scaled = int(np.sum(s < 1.0 - _SCALED_TOL))
+    if s.size == 0:
+        return {"rebalances": 0, "scaled_rebalances": 0, "scaled_fraction": None, "scalar_mean": None, "scalar_min": None, "scalar_max": None}
+    return {
+        "rebalances": int(s.size),
+        "scaled_rebalances": scaled,
+        "scaled_fraction": scaled / s.size,
+        "scalar_mean": float(s.mean()),
+        "scalar_min": float(s.min()),
+        "scalar_max": float(s.max()),
+    }
+
+
+def regime_distribution(labels: Sequence[str]) -> dict[str, dict[str, float | int]]:
+    """Days and fraction of days per regime label (the four regimes always present)."""
+    lab = [str(x) for x in labels]
+    counts = Counter(lab)
+    names = list(REGIMES) + sorted(set(counts) - set(REGIMES))
+    total = len(lab)
+    return {name: {"days": int(counts.get(name, 0)), "fraction": (counts.get(name, 0) / total) if total else 0.0} for name in names}
+
+
+def regime_transitions(labels: Sequence[str]) -> dict[str, Any]:
+    """Number of label changes, changes per year (252 days), and the day-pair count matrix."""
+    lab = np.asarray([str(x) for x in labels], dtype=object)
+    names = list(REGIMES) + sorted(set(lab.tolist()) - set(REGIMES))
+    matrix = {a: {b: 0 for b in names} for a in names}
+    for (a, b), c in Counter(zip(lab[:-1].tolist(), lab[1:].tolist())).items():
+        matrix[a][b] = c
+    count = int(np.sum(lab[1:] != lab[:-1])) if lab.size > 1 else 0
+    years = lab.size / PERIODS_PER_YEAR
+    return {"count": count, "per_year": count / years if years > 0 else 0.0, "matrix": matrix}
+
+
+def top_derisk_events(scalar_dates: np.ndarray, scalars: np.ndarray, regimes_at: Sequence[str], top: int = TOP_EVENTS) -> list[dict]:
+    """The ``top`` lowest applied scalars below 1, lowest first: ``[{date, scalar, regime}]``."""
+    s = np.asarray(scalars, dtype=np.float64)
+    order = np.lexsort((np.arange(s.size), s))
+    events = []
+    for i in order:
+        if not s[i] < 1.0 - _SCALED_TOL or len(events) >= top:
+            break
+        events.append({"date": _iso(scalar_dates[i]), "scalar": float(s[i]), "regime": str(regimes_at[i])})
+    return events
+
+
+def build_report(
+    dates: np.ndarray,
+    baseline: BacktestResult,
+    scaled: BacktestResult,
+    scalar_dates: np.ndarray,
+    scalars: np.ndarray,
+    regime_labels: Sequence[str],
+    *,
+    profile: str,
+    mode: str,
+    allocator_config: Mapping[str, Any] | None = None,
+    thresholds: VerdictThresholds = VerdictThresholds(),
+    risk_free: float = 0.0,
+) -> dict:
+    """The two-pass comparison report (module docstring), JSON-serialisable.
+
+    Parameters
+    ----------
+    dates : (T,) dates of the backtest rows (``datetime64`` or anything numpy converts).
+    baseline, scaled : results of the two passes over the same rows.
+    scalar_dates : (R,) rebalance dates of the applied scalars (each one of ``dates``).
+    scalars : (R,) applied scalar values.
+    regime_labels : (T,) regime label of each day (``NORMAL``, ``ELEVATED``, ``STRESS``, ``CRISIS``).
+    profile : strategy profile name.
+    mode : allocator mode (``off``, ``compute``, ``precomputed``).
+    allocator_config : the allocator settings to record (any JSON-able mapping).
+    thresholds : verdict thresholds.
+    risk_free : daily risk-free rate for the Sharpe ratio.
+    """
+    d = np.asarray(dates, dtype="datetime64[D]")
+    t_len = d.size
+    if baseline.portfolio_return.shape != (t_len,) or scaled.portfolio_return.shape != (t_len,):
+        raise ValueError(f"both backtests must have {t_len} rows like dates")
+    labels = [str(x) for x in regime_labels]
+    if len(labels) != t_len:
+        raise ValueError(f"regime_labels has {len(labels)} rows, dates {t_len}")
+    s_dates = np.asarray(scalar_dates, dtype="datetime64[D]")
+    s = np.asarray(scalars, dtype=np.float64)
+    if s_dates.shape != s.shape:
+        raise ValueError(f"scalar_dates {s_dates.shape} and scalars {s.shape} differ")
+    pos = _day_positions(d, s_dates)
+
+    base_m = compute_metrics(baseline.portfolio_return, d, baseline.turnover, risk_free)
+    scaled_m = compute_metrics(scaled.portfolio_return, d, scaled.turnover, risk_free)
+    transitions = regime_transitions(labels)
+    regimes_at = [labels[i] for i in pos]
+    conditions = market_conditions(baseline.portfolio_return, thresholds)[pos]
+    mode_value = str(getattr(mode, "value", mode))
+    evidence = VerdictEvidence(base_m, scaled_m, s, conditions, transitions["per_year"], mode_value)
+    report = {
+        "window": {"start": _iso(d[0]), "end": _iso(d[-1])},
+        "profile": str(profile),
+        "allocator": {"mode": mode_value, "config": dict(allocator_config or {})},
+        "metrics": {"baseline": base_m, "scaled": scaled_m, "delta": metric_delta(base_m, scaled_m)},
+        "allocator_usage": allocator_usage(s),
+        "regime_distribution": regime_distribution(labels),
+        "regime_transitions": transitions,
+        "top_derisk_events": top_derisk_events(s_dates, s, regimes_at),
+        "verdict": verdict(evidence, thresholds),
+    }
+    return jsonable(report)
+
+
+# ---------------------------------------------------------------------------------- rendering
+
+
+def _fmt(key: str, value, delta: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    metric = Metric(key)
+    if metric in _PERCENT_METRICS:
+        return f"{100 * value:+.2f} pts" if delta else f"{100 * value:.2f} %"
+    return f"{value:+.3f}" if delta else f"{value:.3f}"
+
+
+def _comparison_rows(report: Mapping) -> list[tuple[str, str, str, str]]:
+    m = report["metrics"]
+    return [
+        (_LABELS[Metric(k)], _fmt(k, m["baseline"][k]), _fmt(k, m["scaled"][k]), _fmt(k, m["delta"][k], delta=True))
+        for k in METRIC_KEYS
+    ]
+
+
+def comparison_table(report: Mapping) -> str:
+    """Aligned plain-text table ``metric | baseline | scaled | delta`` for printing."""
+    header = ("metric", "baseline", "scaled", "delta")
+    rows = [header, *_comparison_rows(report)]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = []
+    for j, r in enumerate(rows):
+        lines.append("  ".join(r[0].ljust(widths[0]) if i == 0 else r[i].rjust(widths[i]) for i in range(4)).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align_right_from: int = 1) -> str:
+    sep = ["---" if i < align_right_from else "---:" for i in range(len(header))]
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _num(x, spec: str) -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def report_markdown(report: Mapping, figures: Mapping[str, str] | None = None) -> str:
+    """The ``.md`` beside the JSON: comparison table, usage, regimes, events, verdict, figures.
+
+    ``figures`` maps a caption to an image path (relative to the markdown file) to embed.
+    """
+    w, a, u = report["window"], report["allocator"], report["allocator_usage"]
+    v = report["verdict"]
+    parts = [
+        f"# Two-pass comparison: {report['profile']}",
+        "",
+        f"Window {w['start']} to {w['end']}. Allocator mode **{a['mode']}**.",
+        "",
+        f"**Verdict: {v['status'].upper()}**",
+        "",
+        *[f"- {r}" for r in v["reasons"]],
+        "",
+        "## Baseline vs scaled",
+        "",
+        _md_table(("metric", "baseline", "scaled", "delta"), _comparison_rows(report)),
+        "",
+        "## Allocator usage",
+        "",
+        _md_table(
+            ("rebalances", "scaled", "scaled share", "scalar mean", "scalar min", "scalar max"),
+            [(
+                u["rebalances"], u["scaled_rebalances"], _num(None if u["scaled_fraction"] is None else 100 * u["scaled_fraction"], ".1f") + " %",
+                _num(u["scalar_mean"], ".3f"), _num(u["scalar_min"], ".3f"), _num(u["scalar_max"], ".3f"),
+            )],
+            align_right_from=0,
+        ),
+        "",
+        "## Regimes",
+        "",
+        _md_table(
+            ("regime", "days", "share"),
+            [(k, d["days"], f"{100 * d['fraction']:.1f} %") for k, d in report["regime_distribution"].items()],
+        ),
+        "",
+    ]
+    tr = report["regime_transitions"]
+    names = list(tr["matrix"])
+    parts += [
+        f"{tr['count']} transitions ({tr['per_year']:.1f} a year). Day-to-day pairs (rows: from, columns: to):",
+        "",
+        _md_table(("from \\ to", *names), [(a_, *[tr["matrix"][a_][b] for b in names]) for a_ in names]),
+        "",
+        "## Deepest de-risk events",
+        "",
+    ]
+    events = report["top_derisk_events"]
+    if events:
+        parts.append(_md_table(("date", "scalar", "regime"), [(e["date"], f"{e['scalar']:.3f}", e["regime"]) for e in events]))
+    else:
+        parts.append("No rebalance was de-risked.")
+    parts.append("")
+    if a["config"]:
+        parts += ["## Allocator settings", "", _md_table(("setting", "value"), [(k, a["config"][k]) for k in a["config"]]), ""]
+    if figures:
+        parts += ["## Figures", ""]
+        for caption, path in figures.items():
+            parts += [f"![{caption}]({path})", ""]
+    return "\n".join(parts)
+
+
+def run_summary(report: Mapping, sources: Sequence[str] | None = None, top: int = 5) -> str:
+    """Console block: mode, scalar sources, rebalances, scaled count and share, scalar mean/min/max,
+    and the ``top`` deepest de-risk events with their regime.
+
+    ``sources`` are the per-rebalance ``source`` values of ``applied_scalars`` (``computed``,
+    ``override``, ``missing_default``), summarised as counts.
+    """
+    u = report["allocator_usage"]
+    src = ", ".join(f"{k} {v}" for k, v in sorted(Counter(sources).items())) if sources is not None else "n/a"
+    share = "n/a" if u["scaled_fraction"] is None else f"{100 * u['scaled_fraction']:.1f} %"
+    lines = [
+        f"allocator mode     {report['allocator']['mode']}",
+        f"scalar source      {src}",
+        f"rebalances         {u['rebalances']}",
+        f"scaled rebalances  {u['scaled_rebalances']} ({share})",
+        f"scalar mean/min/max {_num(u['scalar_mean'], '.3f')} / {_num(u['scalar_min'], '.3f')} / {_num(u['scalar_max'], '.3f')}",
+        f"verdict            {report['verdict']['status']}",
+    ]
+    events = report["top_derisk_events"][:top]
+    if events:
+        lines.append(f"deepest de-risk events (top {len(events)}):")
+        lines += [f"  {e['date']}  {e['scalar']:.3f}  {e['regime']}" for e in events]
+    else:
+        lines.append("deepest de-risk events: none")
+    return "\n".join(lines)

@@ -1,0 +1,25 @@
+"""The one Definitions object of regime-allocator: it only assembles."""
+
+from __future__ import annotations
+
+import warnings
+
+import dagster as dg
+
+# single_run backfill policy and pools are marked beta; we rely on them knowingly.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+from alloc_assets.defs.jobs import history_job
+from alloc_assets.defs.market import market_prices
+from resources.market_source import MarketDataSource
+from resources.warehouse import DuckDBWarehouse
+
+defs = dg.Definitions(
+    assets=[market_prices],
+    jobs=[history_job],
+    resources={
+        "warehouse": DuckDBWarehouse(),
+        "market_source": MarketDataSource(),
+    },
+)

@@ -1,0 +1,72 @@
+"""Wiring shared by the asset modules: partition windows, check results, column schemas."""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing
+from collections.abc import Iterator
+
+import dagster as dg
+import pandera.polars as pa
+
+from alloc_assets.schemas import CheckOutcome, describe_first_failure, failures_markdown
+
+#: Concurrency pool of every asset that writes the DuckDB warehouse (one writer at a time).
+WAREHOUSE_POOL = "warehouse"
+
+
+def partition_window(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
+    """First and last trading day (inclusive) of the partition or partition range being run."""
+    keys = context.partition_key_range
+    return dt.date.fromisoformat(keys.start), dt.date.fromisoformat(keys.end)
+
+
+def check_result(outcome: CheckOutcome, asset: str) -> dg.AssetCheckResult:
+    """A Dagster check result carrying the offending rows as a markdown table."""
+    return dg.AssetCheckResult(
+        asset_key=asset,
+        check_name=outcome.name,
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.ERROR if outcome.severity == "ERROR" else dg.AssetCheckSeverity.WARN,
+        description=outcome.description,
+        metadata={
+            "failing_rows": outcome.failures.height,
+            "offending_rows": dg.MetadataValue.md(failures_markdown(outcome.failures)),
+        },
+    )
+
+
+def raise_on_blocking(context: dg.AssetExecutionContext, outcomes: list[CheckOutcome], asset: str) -> Iterator:
+    """If a blocking check failed: report every check (with offending rows) and fail before writing.
+
+    Yielding the check results first puts them in the UI (asset checks tab) although nothing is
+    materialized; the raised ``Failure`` names file, row and column of the first offending row of
+    each failed check. Nothing has been written at this point.
+    """
+    failed = [o for o in outcomes if o.blocking_failure]
+    if not failed:
+        return
+    for o in outcomes:
+        yield check_result(o, asset)
+    lines = [describe_first_failure(o) for o in failed]
+    context.log.error("Input rejected, nothing stored:\n" + "\n".join(lines))
+    raise dg.Failure(
+        description=f"{asset}: input rejected, nothing was stored.\n" + "\n".join(lines),
+        metadata={o.name: dg.MetadataValue.md(failures_markdown(o.failures)) for o in failed},
+    )
+
+
+_PY_TO_TYPE = {dt.date: "date", str: "string", float: "float64", int: "int64", bool: "bool", dt.datetime: "timestamp"}
+
+
+def column_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:
+    """The pandera model as a Dagster column schema (names, types, descriptions) for the UI."""
+    schema = model.to_schema()
+    hints = typing.get_type_hints(model)
+    cols = []
+    for name, col in schema.columns.items():
+        hint = hints.get(name)
+        inner = typing.get_args(hint)[0] if typing.get_args(hint) else hint
+        cols.append(dg.TableColumn(name=name, type=_PY_TO_TYPE.get(inner, str(col.dtype)),
+                                   description=col.description or ""))
+    return dg.TableSchema(columns=cols)

@@ -1,0 +1,63 @@
+"""The market data source: the bundled data set by default, or ``ALLOC_MARKET_DATA``."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from alloc_assets.core.market_io import MarketData, MarketDataError, read_market_data
+from alloc_assets.core.panel import BUNDLED_DIR
+
+__all__ = ["MarketDataError", "MarketDataSource"]
+
+
+def _env_source() -> str:
+    return os.environ.get("ALLOC_MARKET_DATA", "")
+
+
+@lru_cache(maxsize=4)
+def _cached_read(path: str, stamp: tuple) -> MarketData:
+    return read_market_data(path)
+
+
+def _stamp(path: Path) -> tuple:
+    """Modification times and sizes: a changed file is never served from the cache."""
+    files = sorted(path.iterdir()) if path.is_dir() else [path]
+    return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.exists())
+
+
+class MarketDataSource(dg.ConfigurableResource):
+    """Where ``market_prices`` reads from.
+
+    ``path``: a CSV or Parquet file, a directory of them, or a directory laid out like the bundled
+    set (``prices*``, ``sp500_index*`` as the benchmark, ``sectors.csv``). Empty: the bundled
+    US equities set (20 stocks and the S&P 500, 1990-2022). Defaults to ``$ALLOC_MARKET_DATA``.
+    """
+
+    path: str = Field(default_factory=_env_source, description="File or directory; empty = the bundled data set.")
+
+    def location(self) -> Path:
+        return Path(self.path).expanduser().resolve() if self.path else BUNDLED_DIR
+
+    def describe(self) -> str:
+        return f"ALLOC_MARKET_DATA={self.location()}" if self.path else f"bundled data set ({BUNDLED_DIR.name})"
+
+    def load(self, files: list[str] | None = None) -> MarketData:
+        """All rows of the source, or of the given files (e.g. landing files), with provenance."""
+        if files:
+            parts = [read_market_data(f) for f in files]
+            prices = pl.concat([p.prices for p in parts])
+            benches = [p.benchmark for p in parts if p.benchmark is not None]
+            sectors = {k: v for p in parts for k, v in p.sectors.items()}
+            return MarketData(prices, pl.concat(benches) if benches else None, sectors,
+                              tuple(f for p in parts for f in p.files))
+        loc = self.location()
+        if not loc.exists():
+            raise MarketDataError("the market data source does not exist", loc,
+                                  hint="Set ALLOC_MARKET_DATA to a CSV/Parquet file or a directory of them.")
+        return _cached_read(str(loc), _stamp(loc))

@@ -1,0 +1,236 @@
+"""Bad market input: a clear error naming file, row and column, and an unchanged warehouse.
+
+Each case runs the real ``market_prices`` asset through ``dagster.materialize`` on an ephemeral
+instance, after a first good materialization; the warehouse must then be byte-for-byte the same
+table as before the failed run.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from alloc_assets.core.market_io import MarketDataError, read_market_data
+from alloc_assets.defs.market import market_prices
+from resources.market_source import MarketDataSource
+from resources.warehouse import DuckDBWarehouse
+
+DAY1, DAY2, DAY3 = "2022-12-21", "2022-12-22", "2022-12-23"
+SYMS = ["AAA", "BBB", "CCC"]
+
+
+def wide_csv(path: Path, rows: list[list[str]], header: list[str] | None = None) -> Path:
+    header = header or ["date", *SYMS]
+    path.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
+    return path
+
+
+GOOD = [[DAY1, "10.0", "20.0", "30.0"], [DAY2, "10.5", "19.5", "30.25"], [DAY3, "10.4", "19.9", "30.5"]]
+
+
+def run(files: list[str] | None, source: Path | None, start: str, end: str, raise_on_error=False):
+    resources = {"warehouse": DuckDBWarehouse(), "market_source": MarketDataSource(path=str(source) if source else "")}
+    tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+    config = {"ops": {"market_prices": {"config": {"files": files or []}}}}
+    return dg.materialize([market_prices], instance=dg.DagsterInstance.ephemeral(), resources=resources,
+                          tags=tags, run_config=config, raise_on_error=raise_on_error)
+
+
+def snapshot() -> pl.DataFrame:
+    return DuckDBWarehouse().query("SELECT * FROM market_prices ORDER BY date, symbol")
+
+
+def failure_message(result) -> str:
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert failures, "the run should fail"
+    data = failures[0].step_failure_data
+    return (data.user_failure_data.description if data.user_failure_data else "") + " " + data.error.message
+
+
+@pytest.fixture()
+def stored(alloc_home, tmp_path):
+    """A warehouse holding two good days, written through the asset."""
+    src = wide_csv(tmp_path / "good.csv", GOOD[:2])
+    result = run(None, src, DAY1, DAY2, raise_on_error=True)
+    assert result.success
+    before = snapshot()
+    assert before.height == 6
+    return before
+
+
+def expect_rejected(tmp_path, before, *, source=None, files=None, start=DAY3, end=DAY3, contains=()):
+    result = run(files, source, start, end)
+    assert not result.success
+    message = failure_message(result)
+    for fragment in contains:
+        assert fragment in message, f"{fragment!r} not in message:\n{message}"
+    after = snapshot()
+    assert after.equals(before), "the warehouse changed after a rejected input"
+    return message
+
+
+def test_good_source_round_trip(stored, tmp_path):
+    src = wide_csv(tmp_path / "good.csv", GOOD)
+    assert run(None, src, DAY3, DAY3, raise_on_error=True).success
+    after = snapshot()
+    assert after.height == 9
+    assert after.filter(pl.col("date") == pl.date(2022, 12, 23))["close"].to_list() == [10.4, 19.9, 30.5]
+
+
+def test_missing_file(stored, tmp_path):
+    expect_rejected(tmp_path, stored, source=tmp_path / "nope.csv", contains=("nope.csv", "does not exist"))
+
+
+def test_empty_file(stored, tmp_path):
+    p = tmp_path / "empty.csv"
+    p.write_text("")
+    expect_rejected(tmp_path, stored, source=p, contains=("empty.csv", "empty"))
+
+
+def test_truncated_csv(stored, tmp_path):
+    p = tmp_path / "cut.csv"
+    p.write_text("date,AAA,BBB,CCC\n2022-12-21,10,20,30\n2022-12-22,10.5,19")
+    msg = expect_rejected(tmp_path, stored, source=p, start=DAY1, end=DAY2, contains=("cut.csv", "row 2", "truncated"))
+    assert "column" in msg
+
+
+def test_truncated_gzip(stored, tmp_path):
+    p = tmp_path / "cut.csv.gz"
+    p.write_bytes(gzip.compress(b"date,AAA,BBB,CCC\n2022-12-23,10,20,30\n" * 50)[:-20])
+    expect_rejected(tmp_path, stored, source=p, contains=("cut.csv.gz", "truncated"))
+
+
+def test_no_date_column(stored, tmp_path):
+    p = wide_csv(tmp_path / "nodate.csv", [["2022-12-23", "1", "2", "3"]], header=["day", *SYMS])
+    expect_rejected(tmp_path, stored, source=p, contains=("nodate.csv", "no date column", "row 0"))
+
+
+def test_unparseable_date(stored, tmp_path):
+    p = wide_csv(tmp_path / "baddate.csv", [GOOD[2], ["23/12/2022x", "1", "2", "3"]])
+    expect_rejected(tmp_path, stored, source=p, contains=("baddate.csv", "row 2", "column 'date'", "23/12/2022x"))
+
+
+def test_duplicate_date_symbol(stored, tmp_path):
+    p = tmp_path / "dup.csv"
+    p.write_text("date,symbol,close\n2022-12-23,AAA,10\n2022-12-23,BBB,20\n2022-12-23,CCC,30\n2022-12-23,AAA,11\n")
+    expect_rejected(tmp_path, stored, source=p, contains=("dup.csv", "row 1", "unique_date_symbol", "symbol"))
+
+
+@pytest.mark.parametrize("value,fragment", [("", "NaN"), ("nan", "NaN"), ("inf", "inf"), ("0", "greater_than(0)"),
+                                            ("-3.5", "greater_than(0)")])
+def test_bad_price_values(stored, tmp_path, value, fragment):
+    p = wide_csv(tmp_path / "vals.csv", [[DAY3, "10.4", value, "30.5"]])
+    expect_rejected(tmp_path, stored, source=p,
+                    contains=("vals.csv", "row 1", "column 'BBB'", "symbol=BBB", fragment, "prices_finite_positive"))
+
+
+def test_non_numeric_price(stored, tmp_path):
+    p = wide_csv(tmp_path / "text.csv", [[DAY3, "10.4", "abc", "30.5"]])
+    expect_rejected(tmp_path, stored, source=p, contains=("text.csv", "row 1", "column 'BBB'", "'abc'", "not a number"))
+
+
+def test_row_outside_requested_partition(stored, tmp_path):
+    landing = tmp_path / "prices_2022-12-23.csv"
+    wide_csv(landing, [[DAY3, "10.4", "19.9", "30.5"], [DAY2, "10.5", "19.5", "30.25"]])
+    expect_rejected(tmp_path, stored, files=[str(landing)],
+                    contains=("prices_2022-12-23.csv", "row 2", "column 'date'", "2022-12-22"))
+
+
+def test_row_outside_partition_in_config_files(stored, tmp_path):
+    """Without a dated file name, the partition check itself catches the stray row."""
+    p = wide_csv(tmp_path / "extra.csv", [[DAY3, "10.4", "19.9", "30.5"], [DAY2, "10.5", "19.5", "30.25"]])
+    expect_rejected(tmp_path, stored, files=[str(p)], contains=("extra.csv", "row 2", "dates_in_partition"))
+
+
+def test_mixed_wide_and_long(stored, tmp_path):
+    p = tmp_path / "mixed.csv"
+    p.write_text("date,symbol,close,AAA\n2022-12-23,BBB,20,10\n2022-12-23,CCC,30,10\n")
+    expect_rejected(tmp_path, stored, source=p, contains=("mixed.csv", "column 'AAA'", "mixes long columns"))
+
+
+def test_weekend_row(stored, tmp_path):
+    p = wide_csv(tmp_path / "weekend.csv", [[DAY3, "10.4", "19.9", "30.5"], ["2022-12-24", "1", "2", "3"]])
+    expect_rejected(tmp_path, stored, source=p, contains=("weekend.csv", "row 2", "not an NYSE trading day"))
+
+
+def test_missing_session_is_not_a_silent_hole(stored, tmp_path):
+    src = wide_csv(tmp_path / "good.csv", GOOD[:2])
+    expect_rejected(tmp_path, stored, source=src, contains=("no_missing_sessions", "2022-12-23"))
+
+
+def test_missing_symbol(stored, tmp_path):
+    p = tmp_path / "long.csv"
+    p.write_text("date,symbol,close\n2022-12-23,AAA,10\n2022-12-23,BBB,20\n")
+    expect_rejected(tmp_path, stored, source=p, contains=("expected_symbols", "CCC", "2022-12-23"))
+
+
+def test_failed_checks_reach_the_instance_with_offending_rows(stored, tmp_path):
+    p = wide_csv(tmp_path / "vals.csv", [[DAY3, "10.4", "-1", "30.5"]])
+    result = run(None, p, DAY3, DAY3)
+    evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    bad = evals["prices_finite_positive"]
+    assert not bad.passed and bad.severity == dg.AssetCheckSeverity.ERROR
+    assert bad.metadata["failing_rows"].value == 1
+    table = bad.metadata["offending_rows"].value
+    assert "vals.csv" in table and "BBB" in table and "-1.0" in table
+
+
+def test_return_jump_warns_but_stores(stored, tmp_path):
+    p = wide_csv(tmp_path / "jump.csv", [[DAY3, "10.4", "60.0", "30.5"]])  # BBB 19.5 -> 60: +208 %
+    result = run(None, p, DAY3, DAY3, raise_on_error=True)
+    evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    warn = evals["return_jumps"]
+    assert not warn.passed and warn.severity == dg.AssetCheckSeverity.WARN
+    assert "BBB" in warn.metadata["offending_rows"].value
+    assert snapshot().height == 9
+
+
+def test_write_failure_rolls_back(alloc_home, tmp_path, monkeypatch):
+    """An error in the middle of the write transaction leaves the old rows in place."""
+    src = wide_csv(tmp_path / "good.csv", GOOD)
+    assert run(None, src, DAY1, DAY3, raise_on_error=True).success
+    before = snapshot()
+    import resources.warehouse as wh
+
+    calls = {"n": 0}
+    real_insert = wh._insert
+
+    def failing_insert(con, table, frame):
+        calls["n"] += 1
+        real_insert(con, table, frame)
+        if table == "market_benchmark" or calls["n"] >= 1:
+            raise RuntimeError("disk full (simulated)")
+
+    monkeypatch.setattr(wh, "_insert", failing_insert)
+    changed = wide_csv(tmp_path / "changed.csv", [[d[0], "1", "2", "3"] for d in GOOD])
+    assert not run(None, changed, DAY1, DAY3).success
+    assert snapshot().equals(before)
+
+
+def test_reader_errors_carry_location(tmp_path):
+    p = wide_csv(tmp_path / "x.csv", [[DAY3, "1", "oops", "3"]])
+    with pytest.raises(MarketDataError) as info:
+        read_market_data(p)
+    err = info.value
+    assert (Path(err.file).name, err.row, err.column) == ("x.csv", 1, "BBB")
+
+
+def test_long_and_wide_read_the_same(tmp_path):
+    wide = read_market_data(wide_csv(tmp_path / "w.csv", GOOD)).prices.select("date", "symbol", "close")
+    long_path = tmp_path / "l.csv"
+    long_path.write_text("date,symbol,close,volume\n" + "\n".join(
+        f"{r[0]},{s},{v},100" for r in GOOD for s, v in zip(SYMS, r[1:])) + "\n")
+    long = read_market_data(long_path).prices.select("date", "symbol", "close").sort("date", "symbol")
+    assert wide.equals(long)
+
+
+def test_parquet_source(tmp_path):
+    frame = pl.DataFrame({"date": [DAY3] * 3, "symbol": SYMS, "close": [1.0, 2.0, 3.0]}).with_columns(
+        pl.col("date").str.to_date())
+    frame.write_parquet(tmp_path / "p.parquet")
+    got = read_market_data(tmp_path / "p.parquet").prices
+    assert got["close"].to_list() == [1.0, 2.0, 3.0]
