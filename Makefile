@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export ALLOC_HOME ?= $(CURDIR)/.alloc
 export DAGSTER_HOME ?= $(ALLOC_HOME)/dagster
+# Dagster stores events in batches (see alloc_assets/instance_storage.py)
+export DAGSTER_EVENT_BATCH_SIZE ?= 10000
 
 .PHONY: setup demo test test-fast bench ui clean
 

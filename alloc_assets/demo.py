@@ -14,6 +14,19 @@ from pathlib import Path
 from resources.settings import alloc_home
 
 
+def instance_yaml(home: Path) -> str:
+    """The local instance: SQLite under ``home``, events stored in batches, one warehouse writer."""
+    return (
+        "# Local Dagster instance of regime-allocator (written by make demo / make ui).\n"
+        "telemetry:\n  enabled: false\n"
+        "event_log_storage:  # one transaction per batch of events (alloc_assets/instance_storage.py)\n"
+        "  module: alloc_assets.instance_storage\n"
+        "  class: BatchingSqliteEventLogStorage\n"
+        f"  config:\n    base_dir: {home / 'history' / 'runs'}\n"
+        "concurrency:\n  pools:\n    default_limit: 1  # the 'warehouse' pool: one DuckDB writer at a time\n"
+    )
+
+
 def prepare_instance_home() -> Path:
     """``$DAGSTER_HOME`` (default ``$ALLOC_HOME/dagster``) with a ``dagster.yaml``."""
     home = Path(os.environ.get("DAGSTER_HOME") or alloc_home() / "dagster")
@@ -21,11 +34,8 @@ def prepare_instance_home() -> Path:
     os.environ["DAGSTER_HOME"] = str(home)
     cfg = home / "dagster.yaml"
     if not cfg.exists():
-        cfg.write_text(
-            "# Local instance of regime-allocator (SQLite under this directory).\n"
-            "telemetry:\n  enabled: false\n"
-            "concurrency:\n  pools:\n    default_limit: 1  # the 'warehouse' pool: one DuckDB writer at a time\n"
-        )
+        cfg.write_text(instance_yaml(home))
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "10000")
     return home
 
 

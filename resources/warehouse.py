@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,6 +59,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         end: dt.date,
         date_column: str = "date",
         whole_tables: dict[str, pl.DataFrame] | None = None,
+        carries: pl.DataFrame | None = None,
     ) -> None:
         """Replace rows dated in [start, end] of each table in ``writes``, all in ONE transaction.
 
@@ -68,15 +70,41 @@ class DuckDBWarehouse(dg.ConfigurableResource):
             con.begin()
             try:
                 for table, frame in writes.items():
+                    _create_like(con, table, frame)
                     con.execute(f'DELETE FROM "{table}" WHERE "{date_column}" BETWEEN ? AND ?', [start, end])
                     _insert(con, table, frame)
+                if carries is not None and carries.height:
+                    keys = carries.select("asset", "config_hash").unique()
+                    for asset, config_hash in keys.iter_rows():
+                        dates = carries.filter((pl.col("asset") == asset))["date"].to_list()
+                        con.execute("DELETE FROM layer_carry WHERE asset = ? AND config_hash = ? AND date IN "
+                                    f"({', '.join('?' * len(dates))})", [asset, config_hash, *dates])
+                    _insert(con, "layer_carry", carries)
                 for table, frame in (whole_tables or {}).items():
+                    _create_like(con, table, frame)
                     con.execute(f'DELETE FROM "{table}"')
                     _insert(con, table, frame)
                 con.commit()
             except BaseException:
                 con.rollback()
                 raise
+
+    @staticmethod
+    def carry_frame(asset: str, config_hash: str, carries: dict) -> pl.DataFrame:
+        """Rows for ``layer_carry``: one JSON carry per date."""
+        return pl.DataFrame({"asset": [asset] * len(carries), "config_hash": [config_hash] * len(carries),
+                             "date": list(carries), "carry": [json.dumps(c) for c in carries.values()]},
+                            schema={"asset": pl.Utf8, "config_hash": pl.Utf8, "date": pl.Date, "carry": pl.Utf8})
+
+    def latest_carry(self, asset: str, config_hash: str, on_or_before: dt.date) -> tuple[dt.date, dict] | None:
+        """The most recent stored carry of ``asset`` dated on or before ``on_or_before``."""
+        if not self.table_exists("layer_carry"):
+            return None
+        rows = self.query("SELECT date, carry FROM layer_carry WHERE asset = ? AND config_hash = ? AND date <= ? "
+                          "ORDER BY date DESC LIMIT 1", [asset, config_hash, on_or_before])
+        if rows.height == 0:
+            return None
+        return rows["date"][0], json.loads(rows["carry"][0])
 
     def replace_table(self, table: str, frame: pl.DataFrame) -> None:
         """Replace a whole (unpartitioned) table in one transaction."""
@@ -88,6 +116,15 @@ class DuckDBWarehouse(dg.ConfigurableResource):
             return pl.DataFrame()
         with self.connect(read_only=True) as con:
             return pl.from_arrow(con.sql(sql, params=params or None).to_arrow_table())
+
+
+def _create_like(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    """Create a wide table (feature columns) from the frame's schema when the DDL did not."""
+    con.register("_schema", frame.head(0).to_arrow())
+    try:
+        con.execute(f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM _schema')
+    finally:
+        con.unregister("_schema")
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:

@@ -7,7 +7,7 @@ from alloc_assets.partitions import trading_day_partitions
 #: Every daily-partitioned asset, run as ONE run over a partition range (single-run backfills).
 history_job = dg.define_asset_job(
     "history_job",
-    selection=dg.AssetSelection.groups("market"),
+    selection=dg.AssetSelection.groups("market", "allocator"),
     partitions_def=trading_day_partitions,
     description="The daily layers over a range of trading days, in one run (history backfill).",
 )

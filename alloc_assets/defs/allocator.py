@@ -1,0 +1,469 @@
+"""The allocator layers: latent_state -> regime_series -> risk_scalars -> applied_scalars.
+
+Each is daily partitioned with a single-run backfill policy and computes incrementally: a run over
+[s, e] continues from the stored carry of the day before s (or the latest month-end checkpoint
+before it, or the first day), so a daily run costs one day of work and gives exactly what a
+history run gives. Carries are keyed by a hash of the settings: changing the settings recomputes
+from the first day rather than mixing configurations.
+"""
+
+import datetime as dt
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from alloc_assets.core.calendar import rebalance_mask, sessions_between, trading_sessions
+from alloc_assets.core.features import StateFrame, encode, feature_specs
+from alloc_assets.core.market_io import MarketDataError
+from alloc_assets.core.panel import PricePanel
+from alloc_assets.core.regimes import PROBABILITY_COLUMNS, compute_regimes, regime_statistics
+from alloc_assets.core.scalars import applied_scalars as compute_applied
+from alloc_assets.core.scalars import risk_scalars as compute_risk_scalars
+from alloc_assets.defs.common import WAREHOUSE_POOL, check_result, column_schema, partition_window, raise_on_blocking
+from alloc_assets.partitions import trading_day_partitions
+from alloc_assets.schemas import (
+    APPLIED_CHECKS,
+    CHECK_LAG,
+    CHECK_PROBABILITIES,
+    CHECK_SCALAR_BOUNDS,
+    CHECK_SCALAR_JUMP,
+    CHECK_STATE_FINITE,
+    CHECK_THRASH,
+    REGIME_CHECKS,
+    RISK_CHECKS,
+    STATE_CHECKS,
+    AppliedScalars,
+    LatentState,
+    RegimeSeries,
+    RiskScalars,
+    failures_markdown,
+    mask_outcome,
+    pandera_outcome,
+)
+from resources.allocator import AllocatorSettings
+from resources.warehouse import DuckDBWarehouse
+
+GROUP = "allocator"
+
+
+def _specs(asset: str, checks: dict) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(name, asset=asset, description=desc, blocking=sev == "ERROR")
+            for name, (sev, desc) in checks.items()]
+
+
+def _previous_session(day: dt.date) -> dt.date | None:
+    s = trading_sessions()
+    pos = s.searchsorted(np.datetime64(day, "D"), side="left")
+    return s[pos - 1].date() if pos > 0 else None
+
+
+def _first_date(warehouse: DuckDBWarehouse, table: str) -> dt.date | None:
+    if not warehouse.table_exists(table):
+        return None
+    rows = warehouse.query(f"SELECT min(date) AS d FROM {table}")
+    return rows["d"][0] if rows.height else None
+
+
+def _resume_point(warehouse: DuckDBWarehouse, asset: str, config_hash: str, start: dt.date,
+                  first: dt.date) -> tuple[dt.date, dict | None]:
+    """Where to start computing for a window starting at ``start``: (from_date, carry before it)."""
+    prev = _previous_session(start)
+    if start <= first or prev is None:
+        return first, None
+    found = warehouse.latest_carry(asset, config_hash, prev)
+    if found is None or found[0] < first:
+        return first, None
+    carry_date, carry = found
+    nxt = sessions_between(carry_date + dt.timedelta(days=1), start)
+    return nxt[0].date(), carry
+
+
+def _require_complete(frame_dates: list[dt.date], start: dt.date, end: dt.date, upstream: str, asset: str) -> None:
+    """No silent holes: every session in [start, end] must be present upstream."""
+    expected = list(sessions_between(start, end).date)
+    have = set(frame_dates)
+    missing = [d for d in expected if d not in have]
+    if missing:
+        raise dg.Failure(
+            description=(f"{asset}: {upstream} has no rows for {len(missing)} trading day(s) between {start} and {end} "
+                         f"(first: {missing[0]}); materialize {upstream} for that range first. Nothing was stored."),
+            metadata={"missing_dates": dg.MetadataValue.md(", ".join(map(str, missing[:50])))},
+        )
+
+
+def load_panel(warehouse: DuckDBWarehouse, start: dt.date, end: dt.date) -> PricePanel:
+    """Prices (and benchmark, sectors) of [start, end] from the warehouse as a ``PricePanel``."""
+    prices = warehouse.query("SELECT date, symbol, close FROM market_prices WHERE date BETWEEN ? AND ?", [start, end])
+    if prices.height == 0:
+        raise dg.Failure(description=f"market_prices has no rows between {start} and {end}; materialize it first.")
+    wide = prices.pivot(on="symbol", index="date", values="close").sort("date")
+    symbols = tuple(sorted(c for c in wide.columns if c != "date"))
+    close = wide.select(symbols).to_numpy().astype(np.float64)
+    if not np.isfinite(close).all():
+        raise dg.Failure(description="market_prices has a symbol missing on some date in the window; re-run market_prices.")
+    dates = wide["date"].to_numpy().astype("datetime64[D]")
+    bench = None
+    if warehouse.table_exists("market_benchmark"):
+        b = warehouse.query("SELECT date, close FROM market_benchmark WHERE date BETWEEN ? AND ? ORDER BY date", [start, end])
+        if b.height == len(dates) and (b["date"].to_numpy().astype("datetime64[D]") == dates).all():
+            bench = b["close"].to_numpy().astype(np.float64)
+    sectors = {}
+    if warehouse.table_exists("market_sectors"):
+        sec = warehouse.query("SELECT symbol, sector FROM market_sectors")
+        sectors = dict(zip(sec["symbol"].to_list(), sec["sector"].to_list()))
+    return PricePanel(dates, symbols, close, bench, sectors)
+
+
+def _checkpoints(dates: np.ndarray, carries, keep_from: int = 0) -> dict[dt.date, dict]:
+    """Carries to store: every month end and the last date."""
+    mask = rebalance_mask(dates, "monthly")
+    mask[-1] = True
+    out = {}
+    for i in np.flatnonzero(mask):
+        if i >= keep_from or i == len(dates) - 1:
+            out[dt.date.fromisoformat(str(dates[i]))] = carries[int(i)]
+    return out
+
+
+def _window_filter(frame: pl.DataFrame, start: dt.date, end: dt.date) -> pl.DataFrame:
+    return frame.filter((pl.col("date") >= start) & (pl.col("date") <= end))
+
+
+def _to_polars(pdf) -> pl.DataFrame:
+    frame = pl.from_pandas(pdf)
+    return frame.with_columns(pl.col("date").cast(pl.Date))
+
+
+# ------------------------------------------------------------------------------------------------
+# latent_state
+
+def _state_description() -> str:
+    lines = ["| feature | formula | window | units |", "|---|---|---|---|"]
+    lines += [f"| {s.name} | {s.formula} | {s.window} | {s.units} |" for s in feature_specs()]
+    return "\n".join(lines)
+
+
+@dg.asset(
+    partitions_def=trading_day_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=["market_prices"],
+    group_name=GROUP,
+    kinds={"duckdb", "numpy", "pandera"},
+    code_version="state-1",
+    pool=WAREHOUSE_POOL,
+    check_specs=_specs("latent_state", STATE_CHECKS),
+    metadata={"dagster/column_schema": column_schema(LatentState), "dagster/table_name": "latent_state",
+              "features": dg.MetadataValue.md(_state_description())},
+)
+def latent_state(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, allocator: AllocatorSettings):
+    """Causal market features per trading day, z_t = Encoder(o_t, z_{t-1}).
+
+    Realised volatility at several horizons, volatility shock, benchmark drawdown, average pairwise
+    correlation and its shock, trend and breadth (see the ``features`` table in this asset's
+    metadata for formulas, windows and units). A value dated t uses closes through t only. Rows are
+    defined from the first day; ``warm`` is false while the features lean on their priors.
+    """
+    start, end = partition_window(context)
+    warehouse.ensure_tables("allocator")
+    cfg, h = allocator.feature_config(), allocator.config_hash("state")
+    first = _first_date(warehouse, "market_prices")
+    if first is None:
+        raise dg.Failure(description="market_prices is empty: materialize it first.")
+    from_date, carry = _resume_point(warehouse, "latent_state", h, start, first)
+    panel = load_panel(warehouse, from_date, end)
+    _require_complete([dt.date.fromisoformat(str(d)) for d in panel.dates], max(from_date, first), end,
+                      "market_prices", "latent_state")
+    frame_all, _, carries = encode(panel, carry, cfg, return_carries=True)
+    keep_from = int(np.searchsorted(frame_all.dates, np.datetime64(start, "D")))
+    frame = _to_polars(frame_all.slice(keep_from, len(frame_all)).to_pandas())
+    features = [c for c in frame.columns if c not in ("date", "warm")]
+    finite = frame.select(pl.all_horizontal([pl.col(c).is_finite() for c in features])).to_series()
+    outcomes = [mask_outcome(CHECK_STATE_FINITE, STATE_CHECKS, frame, ~finite, "non-finite feature"),]
+    yield from raise_on_blocking(context, outcomes, asset="latent_state")
+    checkpoints = _checkpoints(frame_all.dates, carries, keep_from)
+    warehouse.replace_window({"latent_state": frame}, start, end,
+                             carries=warehouse.carry_frame("latent_state", h, checkpoints))
+    last = frame.tail(1).to_dicts()[0]
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": frame.height,
+            "window": f"{start} .. {end}",
+            "computed_from": str(from_date),
+            "resumed_from_carry": carry is not None,
+            "warm_rows": int(frame["warm"].sum()),
+            "last_date": str(last["date"]),
+            "last_state": dg.MetadataValue.md(
+                "| feature | value |\n|---|---:|\n" + "\n".join(f"| {k} | {last[k]:.4f} |" for k in features)),
+        },
+        check_results=[check_result(o, "latent_state") for o in outcomes],
+    )
+
+
+def _load_state(warehouse: DuckDBWarehouse, start: dt.date, end: dt.date) -> StateFrame:
+    rows = warehouse.query("SELECT * FROM latent_state WHERE date BETWEEN ? AND ? ORDER BY date", [start, end])
+    if rows.height == 0:
+        raise dg.Failure(description=f"latent_state has no rows between {start} and {end}; materialize it first.")
+    cols = tuple(c for c in rows.columns if c not in ("date", "warm"))
+    return StateFrame(rows["date"].to_numpy().astype("datetime64[D]"), cols,
+                      rows.select(cols).to_numpy().astype(np.float64), rows["warm"].to_numpy().astype(bool))
+
+
+# ------------------------------------------------------------------------------------------------
+# regime_series
+
+@dg.asset(
+    partitions_def=trading_day_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=["latent_state"],
+    group_name=GROUP,
+    kinds={"duckdb", "numpy", "pandera"},
+    code_version="regime-1",
+    pool=WAREHOUSE_POOL,
+    check_specs=_specs("regime_series", REGIME_CHECKS),
+    metadata={"dagster/column_schema": column_schema(RegimeSeries), "dagster/table_name": "regime_series"},
+)
+def regime_series(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, allocator: AllocatorSettings):
+    """P(regime | data through t) over NORMAL, ELEVATED, STRESS, CRISIS and a hysteresis label.
+
+    Method (resource ``allocator.regime_method``): ``stress_score`` (default; weighted standardised
+    features with statistics known at the date, thresholds at walk-forward quantiles of the score's
+    own past) or ``hmm`` (4-state Gaussian HMM, forward-filtered, refit walk-forward on an expanding
+    window, states ordered by volatility). ``contrib_*`` columns hold each feature's contribution to
+    the stress score: why the allocator de-risked.
+    """
+    start, end = partition_window(context)
+    warehouse.ensure_tables("allocator")
+    cfg, h = allocator.regime_config(), allocator.config_hash("regime")
+    first = _first_date(warehouse, "latent_state")
+    if first is None:
+        raise dg.Failure(description="latent_state is empty: materialize it first.")
+    from_date, carry = _resume_point(warehouse, "regime_series", h, start, first)
+    hmm = cfg.method.value == "hmm"
+    state = _load_state(warehouse, first if (hmm and carry is not None) else from_date, end)
+    _require_complete([dt.date.fromisoformat(str(d)) for d in state.dates], from_date, end, "latent_state", "regime_series")
+    frame_all, checkpoints = regimes_in_pieces(state, cfg, carry, start)
+    frame = _window_filter(frame_all, start, end)
+    outcomes = [pandera_outcome(CHECK_PROBABILITIES, REGIME_CHECKS, RegimeSeries, frame)]
+    labels_hist = _recent_labels(warehouse, start, frame)
+    transitions = int((labels_hist[1:] != labels_hist[:-1]).sum()) if len(labels_hist) > 1 else 0
+    thrash = transitions > allocator.thrash_limit
+    sev, desc = REGIME_CHECKS[CHECK_THRASH]
+    from alloc_assets.schemas import CheckOutcome
+
+    outcomes.append(CheckOutcome(CHECK_THRASH, not thrash, sev, f"{desc} ({transitions} in the last 252 days, "
+                                 f"limit {allocator.thrash_limit})",
+                                 pl.DataFrame({"transitions_252d": [transitions]}) if thrash else pl.DataFrame()))
+    yield from raise_on_blocking(context, outcomes, asset="regime_series")
+    warehouse.replace_window({"regime_series": frame}, start, end,
+                             carries=warehouse.carry_frame("regime_series", h, checkpoints))
+    stats = regime_statistics(frame["date"].to_numpy().astype("datetime64[D]"),
+                              np.array([["NORMAL", "ELEVATED", "STRESS", "CRISIS"].index(r) for r in frame["regime"]]))
+    last = frame.tail(1).to_dicts()[0]
+    contrib = sorted(((k.removeprefix("contrib_"), v) for k, v in last.items() if k.startswith("contrib_")),
+                     key=lambda kv: -abs(kv[1]))
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": frame.height,
+            "window": f"{start} .. {end}",
+            "method": cfg.method.value,
+            "last_date": str(last["date"]),
+            "last_regime": last["regime"],
+            "last_probabilities": dg.MetadataValue.json({c: round(last[c], 6) for c in PROBABILITY_COLUMNS}),
+            "why_last_date": dg.MetadataValue.md(
+                f"Stress score {last['score']:.3f} on {last['date']}; contributions (weight x z-score):\n\n"
+                "| feature | contribution |\n|---|---:|\n" + "\n".join(f"| {k} | {v:+.3f} |" for k, v in contrib)),
+            "time_in_regime": dg.MetadataValue.json({k: round(float(v), 4) for k, v in stats["share"].items()}),
+            "transitions_per_year": float(stats["per_year"]),
+        },
+        check_results=[check_result(o, "regime_series") for o in outcomes],
+    )
+
+
+def _recent_labels(warehouse: DuckDBWarehouse, start: dt.date, frame: pl.DataFrame) -> np.ndarray:
+    """Labels of the 252 days ending at the window's last date (stored ones before the window)."""
+    before = pl.DataFrame()
+    if warehouse.table_exists("regime_series"):
+        before = warehouse.query("SELECT date, regime FROM regime_series WHERE date < ? ORDER BY date DESC LIMIT 252", [start])
+    labels = (before["regime"].to_list()[::-1] if before.height else []) + frame["regime"].to_list()
+    return np.array(labels[-252:])
+
+
+def regimes_in_pieces(state: StateFrame, cfg, carry: dict | None, start: dt.date) -> tuple[pl.DataFrame, dict]:
+    """Regimes for the rows after the carry, computed piece by piece between month ends so that the
+    carry at every month end (and at the last date) is stored: a later run can resume from any of
+    them. One pass in total; the pieces give the same rows as one call (tested in the core)."""
+    dates = state.dates
+    begin = 0 if carry is None else int(np.searchsorted(dates, np.datetime64(carry["last_date"], "D"), side="right"))
+    todo = dates[begin:]
+    mask = rebalance_mask(todo, "monthly")
+    mask[-1] = True
+    cuts = begin + np.flatnonzero(mask)
+    hmm = cfg.method.value == "hmm"
+    frames, checkpoints, cur, lo = [], {}, carry, begin
+    for cut in cuts:
+        piece = state.slice(0 if hmm else lo, int(cut) + 1)
+        frame, cur = compute_regimes(piece, cfg, cur)
+        frames.append(frame.to_pandas())
+        day = dt.date.fromisoformat(str(dates[cut]))
+        if day >= start or cut == cuts[-1]:
+            checkpoints[day] = cur
+        lo = int(cut) + 1
+    import pandas as pd
+
+    return _to_polars(pd.concat(frames, ignore_index=True)), checkpoints
+
+
+# ------------------------------------------------------------------------------------------------
+# risk_scalars
+
+@dg.asset(
+    partitions_def=trading_day_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=["regime_series", "latent_state"],
+    group_name=GROUP,
+    kinds={"duckdb", "numpy", "pandera"},
+    code_version="risk-1",
+    pool=WAREHOUSE_POOL,
+    check_specs=_specs("risk_scalars", RISK_CHECKS),
+    metadata={"dagster/column_schema": column_schema(RiskScalars), "dagster/table_name": "risk_scalars"},
+)
+def risk_scalars(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, allocator: AllocatorSettings):
+    """The daily risk scalar in [floor, 1]: the expected scalar under the regime map (NORMAL 1.00,
+    ELEVATED 0.85, STRESS 0.70, CRISIS 0.55 by default), an optional volatility-target cap, the
+    floor, and a maximum change per day. Computed with data through the close of its date."""
+    start, end = partition_window(context)
+    warehouse.ensure_tables("allocator")
+    cfg, h = allocator.scalar_config(), allocator.config_hash("risk")
+    first = _first_date(warehouse, "regime_series")
+    if first is None:
+        raise dg.Failure(description="regime_series is empty: materialize it first.")
+    from_date, carry = _resume_point(warehouse, "risk_scalars", h, start, first)
+    reg = warehouse.query(
+        "SELECT r.date, r.regime, r.p_normal, r.p_elevated, r.p_stress, r.p_crisis, s.vol_21d "
+        "FROM regime_series r JOIN latent_state s USING (date) WHERE r.date BETWEEN ? AND ? ORDER BY r.date",
+        [from_date, end])
+    _require_complete(reg["date"].to_list(), from_date, end, "regime_series", "risk_scalars")
+    dates = reg["date"].to_numpy().astype("datetime64[D]")
+    probs = reg.select(list(PROBABILITY_COLUMNS)).to_numpy()
+    series, _ = compute_risk_scalars(dates, probs, cfg, carry, reg["vol_21d"].to_numpy())
+    frame_all = _to_polars(series.to_pandas()).with_columns(reg["regime"].alias("regime"))
+    frame = _window_filter(frame_all, start, end).select(
+        "date", "regime", "risk_scalar", "expected_scalar", "vol_cap", "target_scalar", "step_limited")
+    floor = cfg.effective_floor
+    bounds_bad = (frame["risk_scalar"] < floor - 1e-12) | (frame["risk_scalar"] > 1.0 + 1e-12)
+    prev = _previous_value(warehouse, "risk_scalars", "risk_scalar", start, carry)
+    values = ([prev] if prev is not None else []) + frame["risk_scalar"].to_list()
+    jumps = np.abs(np.diff(values)) if len(values) > 1 else np.array([])
+    if prev is None:
+        jumps = np.concatenate([[0.0], jumps])
+    jump_bad = pl.Series(jumps > (cfg.max_step or np.inf) + 1e-12)
+    outcomes = [
+        mask_outcome(CHECK_SCALAR_BOUNDS, RISK_CHECKS, frame, bounds_bad, f"outside [{floor}, 1]"),
+        mask_outcome(CHECK_SCALAR_JUMP, RISK_CHECKS, frame, jump_bad, f"daily change above {cfg.max_step}"),
+    ]
+    outcomes[0] = outcomes[0] if outcomes[0].passed else outcomes[0]
+    yield from raise_on_blocking(context, outcomes, asset="risk_scalars")
+    carries = {}
+    prev_carry = carry
+    # the scalar carry is tiny: one per checkpoint, recomputed from the series
+    mask = rebalance_mask(dates, "monthly")
+    mask[-1] = True
+    for i in np.flatnonzero(mask):
+        if dates[i] >= np.datetime64(start, "D") or i == len(dates) - 1:
+            carries[dt.date.fromisoformat(str(dates[i]))] = {"previous": float(series.risk_scalar[i]), "last_date": str(dates[i])}
+    del prev_carry
+    warehouse.replace_window({"risk_scalars": frame}, start, end, carries=warehouse.carry_frame("risk_scalars", h, carries))
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": frame.height,
+            "window": f"{start} .. {end}",
+            "last_date": str(frame["date"][-1]),
+            "last_scalar": float(frame["risk_scalar"][-1]),
+            "mean_scalar": float(frame["risk_scalar"].mean()),
+            "min_scalar": float(frame["risk_scalar"].min()),
+            "share_below_1": float((frame["risk_scalar"] < 1.0 - 1e-12).mean()),
+        },
+        check_results=[check_result(o, "risk_scalars") for o in outcomes],
+    )
+
+
+def _previous_value(warehouse: DuckDBWarehouse, table: str, column: str, start: dt.date, carry) -> float | None:
+    if not warehouse.table_exists(table):
+        return None
+    rows = warehouse.query(f"SELECT {column} FROM {table} WHERE date < ? ORDER BY date DESC LIMIT 1", [start])
+    return float(rows[column][0]) if rows.height else None
+
+
+# ------------------------------------------------------------------------------------------------
+# applied_scalars
+
+@dg.asset(
+    partitions_def=trading_day_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=["risk_scalars"],
+    group_name=GROUP,
+    kinds={"duckdb", "pandas", "pandera"},
+    code_version="applied-1",
+    pool=WAREHOUSE_POOL,
+    check_specs=_specs("applied_scalars", APPLIED_CHECKS),
+    metadata={"dagster/column_schema": column_schema(AppliedScalars), "dagster/table_name": "applied_scalars"},
+)
+def applied_scalars(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, allocator: AllocatorSettings):
+    """The scalar in force from each rebalance date: the risk scalar computed at the previous
+    rebalance, with data through its close (one-rebalance lag). Rebalances: the last trading day of
+    each month (weekly and daily selectable). Before the first computed scalar:
+    ``apply_missing_scalar_as`` (1.0). Human overrides (``overrides_file``: start,end,scalar,reason)
+    replace the scalar and are recorded as ``source = override`` with their reason."""
+    start, end = partition_window(context)
+    try:
+        apply_cfg = allocator.apply_config()
+    except MarketDataError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    rs = warehouse.query("SELECT date, risk_scalar FROM risk_scalars WHERE date <= ? ORDER BY date", [end])
+    if rs.height == 0:
+        raise dg.Failure(description="risk_scalars is empty: materialize it first.")
+    _require_complete(rs["date"].to_list(), max(start, rs["date"][0]), end, "risk_scalars", "applied_scalars")
+    dates = rs["date"].to_numpy().astype("datetime64[D]")
+    table = compute_applied(dates, rs["risk_scalar"].to_numpy(), apply_cfg.frequency,
+                            apply_cfg.apply_missing_scalar_as, apply_cfg.overrides)
+    frame = pl.from_pandas(table).with_columns(pl.col("date").cast(pl.Date), pl.col("source_date").cast(pl.Date),
+                                               pl.col("reason").cast(pl.Utf8))
+    frame = _window_filter(frame, start, end)
+    floor = 0.0 if not allocator.multipliers else min(allocator.floor, *allocator.multipliers)
+    is_override = frame["source"] == "override"
+    bounds_bad = ((frame["risk_scalar_applied"] < floor - 1e-12) & ~is_override) | (frame["risk_scalar_applied"] > 1.0 + 1e-12)
+    lag = frame.join(rs.rename({"date": "source_date", "risk_scalar": "_expected"}), on="source_date", how="left")
+    rebal_prev = _previous_rebalances(dates, apply_cfg.frequency)
+    lag = lag.join(rebal_prev, on="date", how="left")
+    computed = lag["source"] == "computed"
+    lag_bad = computed & ((lag["risk_scalar_applied"] != lag["_expected"]) | (lag["source_date"] != lag["_prev_rebalance"]))
+    outcomes = [
+        mask_outcome(CHECK_SCALAR_BOUNDS, APPLIED_CHECKS, frame, bounds_bad, f"outside [{floor}, 1]"),
+        mask_outcome(CHECK_LAG, APPLIED_CHECKS, lag.drop("_expected"), lag_bad.fill_null(True),
+                     "applied scalar is not the risk scalar of the previous rebalance"),
+    ]
+    yield from raise_on_blocking(context, outcomes, asset="applied_scalars")
+    warehouse.replace_window({"applied_scalars": frame}, start, end)
+    counts = frame.group_by("source").len().to_dicts()
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": frame.height,
+            "window": f"{start} .. {end}",
+            "frequency": apply_cfg.frequency.value,
+            "rebalances": frame.height,
+            "sources": dg.MetadataValue.json({c["source"]: c["len"] for c in counts}),
+            "scaled_rebalances": int((frame["risk_scalar_applied"] < 1.0 - 1e-12).sum()),
+            "last_applied": dg.MetadataValue.md(failures_markdown(frame.tail(5))) if frame.height else "_none_",
+        },
+        check_results=[check_result(o, "applied_scalars") for o in outcomes],
+    )
+
+
+def _previous_rebalances(dates: np.ndarray, frequency) -> pl.DataFrame:
+    idx = np.flatnonzero(rebalance_mask(dates, frequency))
+    reb = [dt.date.fromisoformat(str(dates[i])) for i in idx]
+    return pl.DataFrame({"date": reb, "_prev_rebalance": [None, *reb[:-1]] if reb else []},
+                        schema={"date": pl.Date, "_prev_rebalance": pl.Date})
+
+
+ALLOCATOR_ASSETS = [latent_state, regime_series, risk_scalars, applied_scalars]

@@ -1,0 +1,94 @@
+"""Settings of the allocator layers (state, regime, risk), shared by their assets."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from alloc_assets.core.calendar import RebalanceFrequency
+from alloc_assets.core.features import FeatureConfig
+from alloc_assets.core.market_io import MarketDataError
+from alloc_assets.core.regimes import HysteresisConfig, RegimeConfig, RegimeMethod
+from alloc_assets.core.scalars import ApplyConfig, ScalarConfig, ScalarOverride
+from resources.settings import alloc_home
+
+
+def _default_overrides() -> str:
+    return os.environ.get("ALLOC_OVERRIDES", str(alloc_home() / "overrides.csv"))
+
+
+class AllocatorSettings(dg.ConfigurableResource):
+    """How the allocator decides: regime method, hysteresis, scalar map, limits, rebalance calendar.
+
+    One resource for all allocator assets, so every partition of one history uses the same settings
+    (the incremental carries are keyed by a hash of these settings: changing them recomputes from
+    the first day instead of mixing two configurations).
+    """
+
+    regime_method: str = Field(default="stress_score", description="stress_score | hmm")
+    enter_threshold: float = Field(default=0.6, description="P(regime or worse) needed to enter a worse regime")
+    exit_threshold: float = Field(default=0.4, description="P(regime or worse) below which the label may improve")
+    min_dwell_days: int = Field(default=5, description="Minimum days in a label before it may change")
+    multipliers: list[float] = Field(default=[1.0, 0.85, 0.70, 0.55],
+                                     description="Scalar per regime NORMAL, ELEVATED, STRESS, CRISIS")
+    floor: float = Field(default=0.55, description="Least risk scalar")
+    max_step: float = Field(default=0.15, description="Largest daily change of the risk scalar")
+    vol_target: float = Field(default=0.0, description="Annualised volatility target for the cap (0 = no cap)")
+    rebalance_frequency: str = Field(default="monthly", description="monthly | weekly | daily")
+    apply_missing_scalar_as: float = Field(default=1.0, description="Scalar applied before the first computed one")
+    thrash_limit: int = Field(default=20, description="WARN above this many transitions in 252 days")
+    overrides_file: str = Field(default_factory=_default_overrides,
+                                description="CSV start,end,scalar,reason of human overrides (optional file)")
+
+    def feature_config(self) -> FeatureConfig:
+        return FeatureConfig()
+
+    def regime_config(self) -> RegimeConfig:
+        return RegimeConfig(
+            method=RegimeMethod(self.regime_method),
+            hysteresis=HysteresisConfig(enter=self.enter_threshold, exit=self.exit_threshold,
+                                        min_dwell_days=self.min_dwell_days),
+        )
+
+    def scalar_config(self) -> ScalarConfig:
+        return ScalarConfig(multipliers=tuple(self.multipliers), floor=self.floor, max_step=self.max_step,
+                            vol_target=self.vol_target or None)
+
+    def apply_config(self) -> ApplyConfig:
+        return ApplyConfig(frequency=RebalanceFrequency(self.rebalance_frequency),
+                           apply_missing_scalar_as=self.apply_missing_scalar_as,
+                           overrides=tuple(self.overrides()))
+
+    def config_hash(self, layer: str) -> str:
+        """Hash of the settings a layer's carry depends on (that layer and the ones above it)."""
+        parts = {"state": ["feature"], "regime": ["feature", "regime"], "risk": ["feature", "regime", "scalar"]}[layer]
+        blob = {"feature": repr(self.feature_config()), "regime": repr(self.regime_config()),
+                "scalar": repr(self.scalar_config())}
+        return hashlib.sha256(json.dumps([blob[p] for p in parts]).encode()).hexdigest()[:16]
+
+    def overrides(self) -> list[ScalarOverride]:
+        """Human overrides from ``overrides_file`` (absent file: none). Errors name file, row, column."""
+        path = Path(self.overrides_file)
+        if not path.exists():
+            return []
+        out = []
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"start", "end", "scalar"} - set(reader.fieldnames or [])
+            if missing:
+                raise MarketDataError(f"overrides need columns start,end,scalar[,reason]; missing {sorted(missing)}", path, row=0)
+            for i, row in enumerate(reader, start=1):
+                try:
+                    scalar = float(row["scalar"])
+                except ValueError:
+                    raise MarketDataError(f"scalar {row['scalar']!r} is not a number", path, row=i, column="scalar") from None
+                if not 0.0 <= scalar <= 1.0:
+                    raise MarketDataError(f"scalar {scalar} is outside [0, 1]", path, row=i, column="scalar")
+                out.append(ScalarOverride(row["start"].strip(), row["end"].strip(), scalar, (row.get("reason") or "").strip()))
+        return out
