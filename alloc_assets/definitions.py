@@ -11,18 +11,20 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from alloc_assets.defs.allocator import ALLOCATOR_ASSETS
-from alloc_assets.defs.jobs import history_job
+from alloc_assets.defs.backtest import BACKTEST_ASSETS, BacktestSettings
+from alloc_assets.defs.jobs import history_job, report_job
 from alloc_assets.defs.market import market_prices
 from resources.allocator import AllocatorSettings
 from resources.market_source import MarketDataSource
 from resources.warehouse import DuckDBWarehouse
 
 defs = dg.Definitions(
-    assets=[market_prices, *ALLOCATOR_ASSETS],
-    jobs=[history_job],
+    assets=[market_prices, *ALLOCATOR_ASSETS, *BACKTEST_ASSETS],
+    jobs=[history_job, report_job],
     resources={
         "warehouse": DuckDBWarehouse(),
         "market_source": MarketDataSource(),
         "allocator": AllocatorSettings(),
+        "backtest": BacktestSettings(),
     },
 )

@@ -6,6 +6,7 @@ Runs are recorded in the persistent Dagster instance under ``$DAGSTER_HOME`` (de
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -43,7 +44,6 @@ def main() -> int:
     prepare_instance_home()
     import dagster as dg
 
-    from alloc_assets.core.market_io import read_market_data
     from alloc_assets.definitions import defs
     from alloc_assets.partitions import range_tags
     from resources.market_source import MarketDataSource
@@ -64,17 +64,34 @@ def main() -> int:
         print("history run FAILED:", failure.event_specific_data.error.message if failure else result.run_id, file=sys.stderr)
         return 1
     print(f"history run {result.run_id}: {len(result.asset_materializations_for_node('market_prices'))} "
-          f"partitions of market_prices in {elapsed:.1f} s")
-    wh = DuckDBWarehouse()
-    counts = wh.query("SELECT count(*) AS rows, count(DISTINCT date) AS dates, count(DISTINCT symbol) AS symbols, "
-                      "min(date) AS first, max(date) AS last FROM market_prices")
-    print(counts)
-    for ev in result.get_asset_check_evaluations():
-        status = "passed" if ev.passed else f"FAILED ({ev.severity.value})"
-        print(f"  check {ev.check_name:<24} {status}")
-    print("\nNot built yet: latent_state, regime_series, risk_scalars, applied_scalars, strategies, "
-          "backtests and the comparison report (issues 3-4); the demo will run them when they land.")
-    del read_market_data
+          f"trading days through market, state, regime and scalar layers in {elapsed:.1f} s")
+    failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    for ev in failed_checks:
+        print(f"  check {ev.asset_key.to_user_string()}.{ev.check_name}: FAILED ({ev.severity.value})")
+    t0 = time.perf_counter()
+    report_run = defs.resolve_job_def("report_job").execute_in_process(instance=instance, raise_on_error=False)
+    if not report_run.success:
+        failure = next((e for e in report_run.all_events if e.is_step_failure), None)
+        print("report run FAILED:", failure.event_specific_data.error.message if failure else report_run.run_id,
+              file=sys.stderr)
+        return 1
+    print(f"report run {report_run.run_id}: weights, both backtests and the report in {time.perf_counter() - t0:.1f} s\n")
+    from alloc_assets.defs.backtest import BacktestSettings
+    from alloc_assets.core.report import comparison_table
+
+    settings = BacktestSettings()
+    out_dir = Path(settings.reports_dir) / settings.profile
+    report = json.loads((out_dir / "two_pass_comparison.json").read_text())
+    print(comparison_table(report))
+    print(f"\nverdict: {report['verdict']['status']}")
+    for reason in report["verdict"]["reasons"]:
+        print(f"  - {reason}")
+    print("\nregime time share:", ", ".join(f"{k} {v['fraction']:.1%}" for k, v in report["regime_distribution"].items()),
+          f"| transitions/year {report['regime_transitions']['per_year']:.1f}")
+    print("\nreports:")
+    for path in sorted(out_dir.iterdir()):
+        print(f"  {path}")
+    print(f"\nOpen the UI with `make ui` (http://127.0.0.1:3000): runs {result.run_id[:8]} and {report_run.run_id[:8]}.")
     return 0
 
 

@@ -24,7 +24,7 @@ HMM = RegimeConfig(method=RegimeMethod.HMM)
 def _pipeline(panel, config: RegimeConfig):
     state, _ = encode(panel)
     regimes, _ = compute_regimes(state, config)
-    scalars, _ = risk_scalars(regimes.dates, regimes.probs)
+    scalars, _ = risk_scalars(regimes.dates, regimes.probs, labels=regimes.label)
     applied = applied_scalars(regimes.dates, scalars.risk_scalar, "monthly")
     return state, regimes, scalars, applied
 
@@ -69,14 +69,14 @@ def bench_allocator_incremental_day() -> dict:
     _, score_carry = compute_regimes(state_hist, SCORE)
     _, hmm_carry = compute_regimes(state_hist, HMM)
     score_hist, _ = compute_regimes(state_hist, SCORE)
-    scalars_hist, scalar_carry = risk_scalars(score_hist.dates, score_hist.probs)
+    scalars_hist, scalar_carry = risk_scalars(score_hist.dates, score_hist.probs, labels=score_hist.label)
 
     def one_day(config: RegimeConfig, regime_carry: dict):
         state_row, _ = encode(new_day, state_carry)
         # the HMM refits on the whole history, so it gets the stored state plus the new row
         state = StateFrame.concat([state_hist, state_row]) if config is HMM else state_row
         regimes, _ = compute_regimes(state, config, regime_carry)
-        scalars, _ = risk_scalars(regimes.dates, regimes.probs, carry=scalar_carry)
+        scalars, _ = risk_scalars(regimes.dates, regimes.probs, carry=scalar_carry, labels=regimes.label)
         # the applied-scalar table is recomputed over the whole daily series (cheap, and exact)
         series = np.concatenate([scalars_hist.risk_scalar, scalars.risk_scalar])
         return applied_scalars(panel.dates, series, "monthly")

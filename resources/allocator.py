@@ -15,7 +15,7 @@ from alloc_assets.core.calendar import RebalanceFrequency
 from alloc_assets.core.features import FeatureConfig
 from alloc_assets.core.market_io import MarketDataError
 from alloc_assets.core.regimes import HysteresisConfig, RegimeConfig, RegimeMethod
-from alloc_assets.core.scalars import ApplyConfig, ScalarConfig, ScalarOverride
+from alloc_assets.core.scalars import ApplyConfig, ScalarBasis, ScalarConfig, ScalarOverride
 from resources.settings import alloc_home
 
 
@@ -37,6 +37,8 @@ class AllocatorSettings(dg.ConfigurableResource):
     min_dwell_days: int = Field(default=5, description="Minimum days in a label before it may change")
     multipliers: list[float] = Field(default=[1.0, 0.85, 0.70, 0.55],
                                      description="Scalar per regime NORMAL, ELEVATED, STRESS, CRISIS")
+    scalar_basis: str = Field(default="label", description="label (multiplier of the hysteresis label) | "
+                              "expected (sum_k p_k m_k, rounded to 0.05, within 0.03 of 1 -> 1)")
     floor: float = Field(default=0.55, description="Least risk scalar")
     max_step: float = Field(default=0.15, description="Largest daily change of the risk scalar")
     vol_target: float = Field(default=0.0, description="Annualised volatility target for the cap (0 = no cap)")
@@ -57,7 +59,8 @@ class AllocatorSettings(dg.ConfigurableResource):
         )
 
     def scalar_config(self) -> ScalarConfig:
-        return ScalarConfig(multipliers=tuple(self.multipliers), floor=self.floor, max_step=self.max_step,
+        return ScalarConfig(multipliers=tuple(self.multipliers), basis=ScalarBasis(self.scalar_basis),
+                            floor=self.floor, max_step=self.max_step,
                             vol_target=self.vol_target or None)
 
     def apply_config(self) -> ApplyConfig:

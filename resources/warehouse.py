@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,14 +23,38 @@ from pydantic import Field
 from resources.settings import SQL_DIR, default_warehouse_path
 
 
+_SESSIONS: dict[tuple[str, int], duckdb.DuckDBPyConnection] = {}
+
+
 class DuckDBWarehouse(dg.ConfigurableResource):
     """DuckDB database file holding one table per asset (DDL in ``sql/``)."""
 
     path: str = Field(default_factory=default_warehouse_path, description="DuckDB database file.")
 
     @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Reuse one connection for every call inside the block (an asset step), instead of one
+        connection per query. Nested sessions share the outer one."""
+        key = (str(Path(self.path).resolve()), threading.get_ident())
+        if key in _SESSIONS:
+            yield
+            return
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(self.path)
+        _SESSIONS[key] = con
+        try:
+            yield
+        finally:
+            del _SESSIONS[key]
+            con.close()
+
+    @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection; read-only connections are refused on a missing file (nothing to read)."""
+        """A connection (the session's, inside ``session()``); read-only ones need an existing file."""
+        shared = _SESSIONS.get((str(Path(self.path).resolve()), threading.get_ident()))
+        if shared is not None:
+            yield shared
+            return
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         con = duckdb.connect(self.path, read_only=read_only and Path(self.path).exists())
         try:
@@ -44,13 +69,13 @@ class DuckDBWarehouse(dg.ConfigurableResource):
                 con.execute((SQL_DIR / f"{name}.sql").read_text())
 
     def table_exists(self, table: str) -> bool:
-        if not Path(self.path).exists():
+        if not Path(self.path).exists() and (str(Path(self.path).resolve()), threading.get_ident()) not in _SESSIONS:
             return False
         with self.connect(read_only=True) as con:
             rows = con.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
-            ).fetchone()
-        return bool(rows and rows[0])
+            ).fetchall()
+        return bool(rows and rows[0][0])
 
     def replace_window(
         self,
@@ -112,7 +137,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
 
     def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
         """Run a read query and return a polars frame (empty frame if the database does not exist)."""
-        if not Path(self.path).exists():
+        if not Path(self.path).exists() and (str(Path(self.path).resolve()), threading.get_ident()) not in _SESSIONS:
             return pl.DataFrame()
         with self.connect(read_only=True) as con:
             return pl.from_arrow(con.sql(sql, params=params or None).to_arrow_table())

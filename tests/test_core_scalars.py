@@ -33,12 +33,20 @@ def _random_probs(n: int, seed: int = 0) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
-def _reference(probs, cfg: ScalarConfig, vol=None, prev=1.0):
+EXP = dict(basis="expected", quantum=0.0, deadband=0.0)  # the raw expected scalar
+
+
+def _reference(probs, cfg: ScalarConfig, vol=None, prev=1.0, labels=None):
     """Plain loop over days, written from the documented rule."""
     out = []
     floor = min(cfg.multipliers) if cfg.floor is None else cfg.floor
     for t, p in enumerate(probs):
-        e = sum(pk * mk for pk, mk in zip(p, cfg.multipliers))
+        if cfg.basis == "label":
+            e = cfg.multipliers[int(labels[t])]
+        else:
+            e = sum(pk * mk for pk, mk in zip(p, cfg.multipliers))
+            if cfg.quantum:
+                e = 1.0 if e >= 1 - cfg.deadband else min(round(e / cfg.quantum) * cfg.quantum, 1.0)
         if cfg.vol_target is not None and vol is not None and vol[t] > 0:
             e = min(e, cfg.vol_target / vol[t])
         e = min(max(e, floor), 1.0)
@@ -58,16 +66,19 @@ def test_expected_scalar_is_the_probability_weighted_map():
     "cfg",
     [
         ScalarConfig(),
-        ScalarConfig(max_step=None),
-        ScalarConfig(vol_target=0.12, max_step=0.05),
+        ScalarConfig(basis="expected"),
+        ScalarConfig(max_step=None, **EXP),
+        ScalarConfig(vol_target=0.12, max_step=0.05, **EXP),
+        ScalarConfig(multipliers=(1.0, 0.9, 0.6, 0.3), floor=0.4, max_step=0.1, **EXP),
         ScalarConfig(multipliers=(1.0, 0.9, 0.6, 0.3), floor=0.4, max_step=0.1),
     ],
 )
 def test_risk_scalars_match_reference_loop(cfg):
     probs = _random_probs(len(DATES))
+    labels = probs.argmax(axis=1)
     vol = np.random.default_rng(1).uniform(0.05, 0.6, len(DATES))
-    series, carry = risk_scalars(DATES, probs, cfg, realised_vol=vol)
-    ref = _reference(probs, cfg, vol if cfg.vol_target else None)
+    series, carry = risk_scalars(DATES, probs, cfg, realised_vol=vol, labels=labels)
+    ref = _reference(probs, cfg, vol if cfg.vol_target else None, labels=labels)
     np.testing.assert_allclose(series.risk_scalar, ref, atol=1e-12)
     floor = cfg.effective_floor
     assert ((series.risk_scalar >= floor - 1e-15) & (series.risk_scalar <= 1.0)).all()
@@ -81,26 +92,30 @@ def test_risk_scalars_match_reference_loop(cfg):
 def test_vol_cap_binds_and_floor_wins():
     probs = np.tile([1.0, 0, 0, 0], (5, 1))
     vol = np.array([0.10, 0.20, 0.40, np.nan, 0.0])
-    series, _ = risk_scalars(DATES[:5], probs, ScalarConfig(vol_target=0.10, max_step=None), realised_vol=vol)
+    series, _ = risk_scalars(DATES[:5], probs, ScalarConfig(vol_target=0.10, max_step=None), realised_vol=vol,
+                             labels=np.zeros(5, dtype=int))
     np.testing.assert_allclose(series.risk_scalar, [1.0, 0.5 if 0.5 >= 0.55 else 0.55, 0.55, 1.0, 1.0])
     np.testing.assert_allclose(series.vol_cap[:3], [1.0, 0.5, 0.25])
     assert np.isnan(series.vol_cap[3:]).all()
     with pytest.raises(ValueError, match="realised_vol"):
-        risk_scalars(DATES[:5], probs, ScalarConfig(vol_target=0.1))
+        risk_scalars(DATES[:5], probs, ScalarConfig(vol_target=0.1), labels=np.zeros(5, dtype=int))
+    with pytest.raises(ValueError, match="labels"):
+        risk_scalars(DATES[:5], probs, ScalarConfig())
 
 
 def test_risk_scalars_incremental_equals_batch():
     probs = _random_probs(len(DATES), seed=3)
-    batch, carry_batch = risk_scalars(DATES, probs)
+    labels = probs.argmax(axis=1)
+    batch, carry_batch = risk_scalars(DATES, probs, labels=labels)
     carry, parts = None, []
     for i in range(len(DATES)):
         carry = None if carry is None else json.loads(json.dumps(carry))
-        s, carry = risk_scalars(DATES[i : i + 1], probs[i : i + 1], carry=carry)
+        s, carry = risk_scalars(DATES[i : i + 1], probs[i : i + 1], carry=carry, labels=labels[i : i + 1])
         parts.append(s.risk_scalar)
     assert np.array_equal(np.concatenate(parts), batch.risk_scalar)
     assert carry == carry_batch
     with pytest.raises(ValueError, match="not after"):
-        risk_scalars(DATES[:3], probs[:3], carry=carry)
+        risk_scalars(DATES[:3], probs[:3], carry=carry, labels=labels[:3])
 
 
 def test_applied_scalar_is_the_one_computed_at_the_previous_rebalance():

@@ -2,8 +2,15 @@
 
 ``risk_scalars``: for each date t,
 
-1. expected scalar ``e_t = sum_k p_k,t m_k`` with the regime multipliers m (default NORMAL 1.00,
-   ELEVATED 0.85, STRESS 0.70, CRISIS 0.55);
+1. the regime scalar, by ``ScalarConfig.basis``:
+   - ``label`` (default): ``m[label_t]``, the multiplier of the hysteresis label (NORMAL 1.00,
+     ELEVATED 0.85, STRESS 0.70, CRISIS 0.55), so the scalar inherits the label's enter/exit
+     thresholds and minimum dwell;
+   - ``expected``: ``e_t = sum_k p_k,t m_k``, the expected multiplier under the probabilities,
+     then rounded to ``quantum`` (0.05) with values within ``deadband`` (0.03) of 1 set to 1.
+   Why ``label`` by default: the raw expected scalar is almost never exactly 1 (P(NORMAL) < 1) and
+   moved at 100 % of monthly rebalances on the bundled data, which the report's verdict rightly
+   calls thrashing; the label-based scalar is 1.0 on ~62 % of rebalances and changes at ~26 %.
 2. optional volatility-target cap ``min(e_t, vol_target / sigma_t)`` with ``sigma_t`` a causal
    annualised volatility known at the close of t (e.g. the state's ``vol_21d``);
 3. bounded to ``[floor, 1]`` (floor default: the smallest multiplier, 0.55; the floor wins over the
@@ -21,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 import pandas as pd
@@ -28,6 +36,13 @@ import pandas as pd
 from alloc_assets.core.calendar import RebalanceFrequency, rebalance_mask
 
 DEFAULT_REGIME_MULTIPLIERS: tuple[float, float, float, float] = (1.00, 0.85, 0.70, 0.55)
+
+
+class ScalarBasis(str, Enum):
+    """What the regime scalar is computed from."""
+
+    LABEL = "label"
+    EXPECTED = "expected"
 SOURCE_COMPUTED = "computed"
 SOURCE_OVERRIDE = "override"
 SOURCE_MISSING = "missing_default"
@@ -45,6 +60,9 @@ class ScalarConfig:
     """
 
     multipliers: tuple[float, float, float, float] = DEFAULT_REGIME_MULTIPLIERS
+    basis: ScalarBasis = ScalarBasis.LABEL
+    quantum: float = 0.05
+    deadband: float = 0.03
     floor: float | None = None
     vol_target: float | None = None
     max_step: float | None = 0.15
@@ -137,6 +155,7 @@ def risk_scalars(
     config: ScalarConfig = ScalarConfig(),
     carry: dict | None = None,
     realised_vol: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
 ) -> tuple[ScalarSeries, dict]:
     """Daily risk scalars in [floor, 1] from regime probabilities, continuing from ``carry``.
 
@@ -148,6 +167,8 @@ def risk_scalars(
     carry : ``{"previous": float, "last_date": str}`` from the previous call, or None.
     realised_vol : (T,) causal annualised volatility for the volatility-target cap; required when
         ``config.vol_target`` is set, ignored otherwise. Non-finite or non-positive values: no cap.
+    labels : (T,) regime labels (``Regime`` values 0..3) after hysteresis; required for the
+        ``label`` basis.
 
     Returns
     -------
@@ -160,6 +181,14 @@ def risk_scalars(
     if carry is not None and len(dates) and dates[0] <= np.datetime64(carry["last_date"], "D"):
         raise ValueError(f"rows start on {dates[0]}, not after the carry's last date {carry['last_date']}")
     expected = expected_scalar(probs, config.multipliers)
+    basis = ScalarBasis(config.basis)
+    if basis is ScalarBasis.LABEL:
+        if labels is None:
+            raise ValueError("ScalarConfig.basis is 'label': pass the regime labels")
+        regime_scalar = np.asarray(config.multipliers, dtype=np.float64)[np.asarray(labels, dtype=np.int64)]
+    else:
+        snapped = np.round(expected / config.quantum) * config.quantum if config.quantum else expected
+        regime_scalar = np.where(expected >= 1.0 - config.deadband, 1.0, np.minimum(snapped, 1.0))
     cap = np.full(len(dates), np.inf)
     if config.vol_target is not None:
         if realised_vol is None:
@@ -167,7 +196,7 @@ def risk_scalars(
         sigma = np.asarray(realised_vol, dtype=np.float64)
         ok = np.isfinite(sigma) & (sigma > 0)
         cap[ok] = config.vol_target / sigma[ok]
-    target = np.clip(np.minimum(expected, cap), config.effective_floor, 1.0)
+    target = np.clip(np.minimum(regime_scalar, cap), config.effective_floor, 1.0)
     out = np.empty(len(dates))
     limited = np.zeros(len(dates), dtype=bool)
     prev = config.initial_scalar if carry is None else float(carry["previous"])

@@ -30,6 +30,7 @@ from alloc_assets.schemas import (
     CHECK_STATE_FINITE,
     CHECK_THRASH,
     REGIME_CHECKS,
+    REGIME_LABELS,
     RISK_CHECKS,
     STATE_CHECKS,
     AppliedScalars,
@@ -163,40 +164,42 @@ def latent_state(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, 
     metadata for formulas, windows and units). A value dated t uses closes through t only. Rows are
     defined from the first day; ``warm`` is false while the features lean on their priors.
     """
-    start, end = partition_window(context)
-    warehouse.ensure_tables("allocator")
-    cfg, h = allocator.feature_config(), allocator.config_hash("state")
-    first = _first_date(warehouse, "market_prices")
-    if first is None:
-        raise dg.Failure(description="market_prices is empty: materialize it first.")
-    from_date, carry = _resume_point(warehouse, "latent_state", h, start, first)
-    panel = load_panel(warehouse, from_date, end)
-    _require_complete([dt.date.fromisoformat(str(d)) for d in panel.dates], max(from_date, first), end,
-                      "market_prices", "latent_state")
-    frame_all, _, carries = encode(panel, carry, cfg, return_carries=True)
-    keep_from = int(np.searchsorted(frame_all.dates, np.datetime64(start, "D")))
-    frame = _to_polars(frame_all.slice(keep_from, len(frame_all)).to_pandas())
-    features = [c for c in frame.columns if c not in ("date", "warm")]
-    finite = frame.select(pl.all_horizontal([pl.col(c).is_finite() for c in features])).to_series()
-    outcomes = [mask_outcome(CHECK_STATE_FINITE, STATE_CHECKS, frame, ~finite, "non-finite feature"),]
-    yield from raise_on_blocking(context, outcomes, asset="latent_state")
-    checkpoints = _checkpoints(frame_all.dates, carries, keep_from)
-    warehouse.replace_window({"latent_state": frame}, start, end,
-                             carries=warehouse.carry_frame("latent_state", h, checkpoints))
-    last = frame.tail(1).to_dicts()[0]
-    yield dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": frame.height,
-            "window": f"{start} .. {end}",
-            "computed_from": str(from_date),
-            "resumed_from_carry": carry is not None,
-            "warm_rows": int(frame["warm"].sum()),
-            "last_date": str(last["date"]),
-            "last_state": dg.MetadataValue.md(
-                "| feature | value |\n|---|---:|\n" + "\n".join(f"| {k} | {last[k]:.4f} |" for k in features)),
-        },
-        check_results=[check_result(o, "latent_state") for o in outcomes],
-    )
+    with warehouse.session():  # one DuckDB connection for the whole step
+        start, end = partition_window(context)
+        warehouse.ensure_tables("allocator")
+        cfg, h = allocator.feature_config(), allocator.config_hash("state")
+        first = _first_date(warehouse, "market_prices")
+        if first is None:
+            raise dg.Failure(description="market_prices is empty: materialize it first.")
+        from_date, carry = _resume_point(warehouse, "latent_state", h, start, first)
+        panel = load_panel(warehouse, from_date, end)
+        _require_complete([dt.date.fromisoformat(str(d)) for d in panel.dates], max(from_date, first), end,
+                          "market_prices", "latent_state")
+        frame_all, _, carries = encode(panel, carry, cfg, return_carries=True)
+        keep_from = int(np.searchsorted(frame_all.dates, np.datetime64(start, "D")))
+        frame = _to_polars(frame_all.slice(keep_from, len(frame_all)).to_pandas())
+        features = [c for c in frame.columns if c not in ("date", "warm")]
+        finite = frame.select(pl.all_horizontal([pl.col(c).is_finite() for c in features])).to_series()
+        outcomes = [mask_outcome(CHECK_STATE_FINITE, STATE_CHECKS, frame, ~finite, "non-finite feature"),]
+        yield from raise_on_blocking(context, outcomes, asset="latent_state")
+        checkpoints = _checkpoints(frame_all.dates, carries, keep_from)
+        warehouse.replace_window({"latent_state": frame}, start, end,
+                                 carries=warehouse.carry_frame("latent_state", h, checkpoints))
+        last = frame.tail(1).to_dicts()[0]
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": frame.height,
+                "window": f"{start} .. {end}",
+                "computed_from": str(from_date),
+                "resumed_from_carry": carry is not None,
+                "warm_rows": int(frame["warm"].sum()),
+                "last_date": str(last["date"]),
+                "last_state": dg.MetadataValue.md(
+                    "| feature | value |\n|---|---:|\n" + "\n".join(f"| {k} | {last[k]:.4f} |" for k in features)),
+            },
+        )
+        for o in outcomes:
+            yield check_result(o, "latent_state")
 
 
 def _load_state(warehouse: DuckDBWarehouse, start: dt.date, end: dt.date) -> StateFrame:
@@ -231,52 +234,54 @@ def regime_series(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse,
     window, states ordered by volatility). ``contrib_*`` columns hold each feature's contribution to
     the stress score: why the allocator de-risked.
     """
-    start, end = partition_window(context)
-    warehouse.ensure_tables("allocator")
-    cfg, h = allocator.regime_config(), allocator.config_hash("regime")
-    first = _first_date(warehouse, "latent_state")
-    if first is None:
-        raise dg.Failure(description="latent_state is empty: materialize it first.")
-    from_date, carry = _resume_point(warehouse, "regime_series", h, start, first)
-    hmm = cfg.method.value == "hmm"
-    state = _load_state(warehouse, first if (hmm and carry is not None) else from_date, end)
-    _require_complete([dt.date.fromisoformat(str(d)) for d in state.dates], from_date, end, "latent_state", "regime_series")
-    frame_all, checkpoints = regimes_in_pieces(state, cfg, carry, start)
-    frame = _window_filter(frame_all, start, end)
-    outcomes = [pandera_outcome(CHECK_PROBABILITIES, REGIME_CHECKS, RegimeSeries, frame)]
-    labels_hist = _recent_labels(warehouse, start, frame)
-    transitions = int((labels_hist[1:] != labels_hist[:-1]).sum()) if len(labels_hist) > 1 else 0
-    thrash = transitions > allocator.thrash_limit
-    sev, desc = REGIME_CHECKS[CHECK_THRASH]
-    from alloc_assets.schemas import CheckOutcome
+    with warehouse.session():  # one DuckDB connection for the whole step
+        start, end = partition_window(context)
+        warehouse.ensure_tables("allocator")
+        cfg, h = allocator.regime_config(), allocator.config_hash("regime")
+        first = _first_date(warehouse, "latent_state")
+        if first is None:
+            raise dg.Failure(description="latent_state is empty: materialize it first.")
+        from_date, carry = _resume_point(warehouse, "regime_series", h, start, first)
+        hmm = cfg.method.value == "hmm"
+        state = _load_state(warehouse, first if (hmm and carry is not None) else from_date, end)
+        _require_complete([dt.date.fromisoformat(str(d)) for d in state.dates], from_date, end, "latent_state", "regime_series")
+        frame_all, checkpoints = regimes_in_pieces(state, cfg, carry, start)
+        frame = _window_filter(frame_all, start, end)
+        outcomes = [pandera_outcome(CHECK_PROBABILITIES, REGIME_CHECKS, RegimeSeries, frame)]
+        labels_hist = _recent_labels(warehouse, start, frame)
+        transitions = int((labels_hist[1:] != labels_hist[:-1]).sum()) if len(labels_hist) > 1 else 0
+        thrash = transitions > allocator.thrash_limit
+        sev, desc = REGIME_CHECKS[CHECK_THRASH]
+        from alloc_assets.schemas import CheckOutcome
 
-    outcomes.append(CheckOutcome(CHECK_THRASH, not thrash, sev, f"{desc} ({transitions} in the last 252 days, "
-                                 f"limit {allocator.thrash_limit})",
-                                 pl.DataFrame({"transitions_252d": [transitions]}) if thrash else pl.DataFrame()))
-    yield from raise_on_blocking(context, outcomes, asset="regime_series")
-    warehouse.replace_window({"regime_series": frame}, start, end,
-                             carries=warehouse.carry_frame("regime_series", h, checkpoints))
-    stats = regime_statistics(frame["date"].to_numpy().astype("datetime64[D]"),
-                              np.array([["NORMAL", "ELEVATED", "STRESS", "CRISIS"].index(r) for r in frame["regime"]]))
-    last = frame.tail(1).to_dicts()[0]
-    contrib = sorted(((k.removeprefix("contrib_"), v) for k, v in last.items() if k.startswith("contrib_")),
-                     key=lambda kv: -abs(kv[1]))
-    yield dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": frame.height,
-            "window": f"{start} .. {end}",
-            "method": cfg.method.value,
-            "last_date": str(last["date"]),
-            "last_regime": last["regime"],
-            "last_probabilities": dg.MetadataValue.json({c: round(last[c], 6) for c in PROBABILITY_COLUMNS}),
-            "why_last_date": dg.MetadataValue.md(
-                f"Stress score {last['score']:.3f} on {last['date']}; contributions (weight x z-score):\n\n"
-                "| feature | contribution |\n|---|---:|\n" + "\n".join(f"| {k} | {v:+.3f} |" for k, v in contrib)),
-            "time_in_regime": dg.MetadataValue.json({k: round(float(v), 4) for k, v in stats["share"].items()}),
-            "transitions_per_year": float(stats["per_year"]),
-        },
-        check_results=[check_result(o, "regime_series") for o in outcomes],
-    )
+        outcomes.append(CheckOutcome(CHECK_THRASH, not thrash, sev, f"{desc} ({transitions} in the last 252 days, "
+                                     f"limit {allocator.thrash_limit})",
+                                     pl.DataFrame({"transitions_252d": [transitions]}) if thrash else pl.DataFrame()))
+        yield from raise_on_blocking(context, outcomes, asset="regime_series")
+        warehouse.replace_window({"regime_series": frame}, start, end,
+                                 carries=warehouse.carry_frame("regime_series", h, checkpoints))
+        stats = regime_statistics(frame["date"].to_numpy().astype("datetime64[D]"),
+                                  np.array([["NORMAL", "ELEVATED", "STRESS", "CRISIS"].index(r) for r in frame["regime"]]))
+        last = frame.tail(1).to_dicts()[0]
+        contrib = sorted(((k.removeprefix("contrib_"), v) for k, v in last.items() if k.startswith("contrib_")),
+                         key=lambda kv: -abs(kv[1]))
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": frame.height,
+                "window": f"{start} .. {end}",
+                "method": cfg.method.value,
+                "last_date": str(last["date"]),
+                "last_regime": last["regime"],
+                "last_probabilities": dg.MetadataValue.json({c: round(last[c], 6) for c in PROBABILITY_COLUMNS}),
+                "why_last_date": dg.MetadataValue.md(
+                    f"Stress score {last['score']:.3f} on {last['date']}; contributions (weight x z-score):\n\n"
+                    "| feature | contribution |\n|---|---:|\n" + "\n".join(f"| {k} | {v:+.3f} |" for k, v in contrib)),
+                "time_in_regime": dg.MetadataValue.json({k: round(float(v), 4) for k, v in stats["share"].items()}),
+                "transitions_per_year": float(stats["per_year"]),
+            },
+        )
+        for o in outcomes:
+            yield check_result(o, "regime_series")
 
 
 def _recent_labels(warehouse: DuckDBWarehouse, start: dt.date, frame: pl.DataFrame) -> np.ndarray:
@@ -331,60 +336,63 @@ def risk_scalars(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, 
     """The daily risk scalar in [floor, 1]: the expected scalar under the regime map (NORMAL 1.00,
     ELEVATED 0.85, STRESS 0.70, CRISIS 0.55 by default), an optional volatility-target cap, the
     floor, and a maximum change per day. Computed with data through the close of its date."""
-    start, end = partition_window(context)
-    warehouse.ensure_tables("allocator")
-    cfg, h = allocator.scalar_config(), allocator.config_hash("risk")
-    first = _first_date(warehouse, "regime_series")
-    if first is None:
-        raise dg.Failure(description="regime_series is empty: materialize it first.")
-    from_date, carry = _resume_point(warehouse, "risk_scalars", h, start, first)
-    reg = warehouse.query(
-        "SELECT r.date, r.regime, r.p_normal, r.p_elevated, r.p_stress, r.p_crisis, s.vol_21d "
-        "FROM regime_series r JOIN latent_state s USING (date) WHERE r.date BETWEEN ? AND ? ORDER BY r.date",
-        [from_date, end])
-    _require_complete(reg["date"].to_list(), from_date, end, "regime_series", "risk_scalars")
-    dates = reg["date"].to_numpy().astype("datetime64[D]")
-    probs = reg.select(list(PROBABILITY_COLUMNS)).to_numpy()
-    series, _ = compute_risk_scalars(dates, probs, cfg, carry, reg["vol_21d"].to_numpy())
-    frame_all = _to_polars(series.to_pandas()).with_columns(reg["regime"].alias("regime"))
-    frame = _window_filter(frame_all, start, end).select(
-        "date", "regime", "risk_scalar", "expected_scalar", "vol_cap", "target_scalar", "step_limited")
-    floor = cfg.effective_floor
-    bounds_bad = (frame["risk_scalar"] < floor - 1e-12) | (frame["risk_scalar"] > 1.0 + 1e-12)
-    prev = _previous_value(warehouse, "risk_scalars", "risk_scalar", start, carry)
-    values = ([prev] if prev is not None else []) + frame["risk_scalar"].to_list()
-    jumps = np.abs(np.diff(values)) if len(values) > 1 else np.array([])
-    if prev is None:
-        jumps = np.concatenate([[0.0], jumps])
-    jump_bad = pl.Series(jumps > (cfg.max_step or np.inf) + 1e-12)
-    outcomes = [
-        mask_outcome(CHECK_SCALAR_BOUNDS, RISK_CHECKS, frame, bounds_bad, f"outside [{floor}, 1]"),
-        mask_outcome(CHECK_SCALAR_JUMP, RISK_CHECKS, frame, jump_bad, f"daily change above {cfg.max_step}"),
-    ]
-    outcomes[0] = outcomes[0] if outcomes[0].passed else outcomes[0]
-    yield from raise_on_blocking(context, outcomes, asset="risk_scalars")
-    carries = {}
-    prev_carry = carry
-    # the scalar carry is tiny: one per checkpoint, recomputed from the series
-    mask = rebalance_mask(dates, "monthly")
-    mask[-1] = True
-    for i in np.flatnonzero(mask):
-        if dates[i] >= np.datetime64(start, "D") or i == len(dates) - 1:
-            carries[dt.date.fromisoformat(str(dates[i]))] = {"previous": float(series.risk_scalar[i]), "last_date": str(dates[i])}
-    del prev_carry
-    warehouse.replace_window({"risk_scalars": frame}, start, end, carries=warehouse.carry_frame("risk_scalars", h, carries))
-    yield dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": frame.height,
-            "window": f"{start} .. {end}",
-            "last_date": str(frame["date"][-1]),
-            "last_scalar": float(frame["risk_scalar"][-1]),
-            "mean_scalar": float(frame["risk_scalar"].mean()),
-            "min_scalar": float(frame["risk_scalar"].min()),
-            "share_below_1": float((frame["risk_scalar"] < 1.0 - 1e-12).mean()),
-        },
-        check_results=[check_result(o, "risk_scalars") for o in outcomes],
-    )
+    with warehouse.session():  # one DuckDB connection for the whole step
+        start, end = partition_window(context)
+        warehouse.ensure_tables("allocator")
+        cfg, h = allocator.scalar_config(), allocator.config_hash("risk")
+        first = _first_date(warehouse, "regime_series")
+        if first is None:
+            raise dg.Failure(description="regime_series is empty: materialize it first.")
+        from_date, carry = _resume_point(warehouse, "risk_scalars", h, start, first)
+        reg = warehouse.query(
+            "SELECT r.date, r.regime, r.p_normal, r.p_elevated, r.p_stress, r.p_crisis, s.vol_21d "
+            "FROM regime_series r JOIN latent_state s USING (date) WHERE r.date BETWEEN ? AND ? ORDER BY r.date",
+            [from_date, end])
+        _require_complete(reg["date"].to_list(), from_date, end, "regime_series", "risk_scalars")
+        dates = reg["date"].to_numpy().astype("datetime64[D]")
+        probs = reg.select(list(PROBABILITY_COLUMNS)).to_numpy()
+        labels = np.array([REGIME_LABELS.index(r) for r in reg["regime"].to_list()], dtype=np.int64)
+        series, _ = compute_risk_scalars(dates, probs, cfg, carry, reg["vol_21d"].to_numpy(), labels=labels)
+        frame_all = _to_polars(series.to_pandas()).with_columns(reg["regime"].alias("regime"))
+        frame = _window_filter(frame_all, start, end).select(
+            "date", "regime", "risk_scalar", "expected_scalar", "vol_cap", "target_scalar", "step_limited")
+        floor = cfg.effective_floor
+        bounds_bad = (frame["risk_scalar"] < floor - 1e-12) | (frame["risk_scalar"] > 1.0 + 1e-12)
+        prev = _previous_value(warehouse, "risk_scalars", "risk_scalar", start, carry)
+        values = ([prev] if prev is not None else []) + frame["risk_scalar"].to_list()
+        jumps = np.abs(np.diff(values)) if len(values) > 1 else np.array([])
+        if prev is None:
+            jumps = np.concatenate([[0.0], jumps])
+        jump_bad = pl.Series(jumps > (cfg.max_step or np.inf) + 1e-12)
+        outcomes = [
+            mask_outcome(CHECK_SCALAR_BOUNDS, RISK_CHECKS, frame, bounds_bad, f"outside [{floor}, 1]"),
+            mask_outcome(CHECK_SCALAR_JUMP, RISK_CHECKS, frame, jump_bad, f"daily change above {cfg.max_step}"),
+        ]
+        outcomes[0] = outcomes[0] if outcomes[0].passed else outcomes[0]
+        yield from raise_on_blocking(context, outcomes, asset="risk_scalars")
+        carries = {}
+        prev_carry = carry
+        # the scalar carry is tiny: one per checkpoint, recomputed from the series
+        mask = rebalance_mask(dates, "monthly")
+        mask[-1] = True
+        for i in np.flatnonzero(mask):
+            if dates[i] >= np.datetime64(start, "D") or i == len(dates) - 1:
+                carries[dt.date.fromisoformat(str(dates[i]))] = {"previous": float(series.risk_scalar[i]), "last_date": str(dates[i])}
+        del prev_carry
+        warehouse.replace_window({"risk_scalars": frame}, start, end, carries=warehouse.carry_frame("risk_scalars", h, carries))
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": frame.height,
+                "window": f"{start} .. {end}",
+                "last_date": str(frame["date"][-1]),
+                "last_scalar": float(frame["risk_scalar"][-1]),
+                "mean_scalar": float(frame["risk_scalar"].mean()),
+                "min_scalar": float(frame["risk_scalar"].min()),
+                "share_below_1": float((frame["risk_scalar"] < 1.0 - 1e-12).mean()),
+            },
+        )
+        for o in outcomes:
+            yield check_result(o, "risk_scalars")
 
 
 def _previous_value(warehouse: DuckDBWarehouse, table: str, column: str, start: dt.date, carry) -> float | None:
@@ -414,49 +422,51 @@ def applied_scalars(context: dg.AssetExecutionContext, warehouse: DuckDBWarehous
     each month (weekly and daily selectable). Before the first computed scalar:
     ``apply_missing_scalar_as`` (1.0). Human overrides (``overrides_file``: start,end,scalar,reason)
     replace the scalar and are recorded as ``source = override`` with their reason."""
-    start, end = partition_window(context)
-    try:
-        apply_cfg = allocator.apply_config()
-    except MarketDataError as exc:
-        raise dg.Failure(description=str(exc)) from exc
-    rs = warehouse.query("SELECT date, risk_scalar FROM risk_scalars WHERE date <= ? ORDER BY date", [end])
-    if rs.height == 0:
-        raise dg.Failure(description="risk_scalars is empty: materialize it first.")
-    _require_complete(rs["date"].to_list(), max(start, rs["date"][0]), end, "risk_scalars", "applied_scalars")
-    dates = rs["date"].to_numpy().astype("datetime64[D]")
-    table = compute_applied(dates, rs["risk_scalar"].to_numpy(), apply_cfg.frequency,
-                            apply_cfg.apply_missing_scalar_as, apply_cfg.overrides)
-    frame = pl.from_pandas(table).with_columns(pl.col("date").cast(pl.Date), pl.col("source_date").cast(pl.Date),
-                                               pl.col("reason").cast(pl.Utf8))
-    frame = _window_filter(frame, start, end)
-    floor = 0.0 if not allocator.multipliers else min(allocator.floor, *allocator.multipliers)
-    is_override = frame["source"] == "override"
-    bounds_bad = ((frame["risk_scalar_applied"] < floor - 1e-12) & ~is_override) | (frame["risk_scalar_applied"] > 1.0 + 1e-12)
-    lag = frame.join(rs.rename({"date": "source_date", "risk_scalar": "_expected"}), on="source_date", how="left")
-    rebal_prev = _previous_rebalances(dates, apply_cfg.frequency)
-    lag = lag.join(rebal_prev, on="date", how="left")
-    computed = lag["source"] == "computed"
-    lag_bad = computed & ((lag["risk_scalar_applied"] != lag["_expected"]) | (lag["source_date"] != lag["_prev_rebalance"]))
-    outcomes = [
-        mask_outcome(CHECK_SCALAR_BOUNDS, APPLIED_CHECKS, frame, bounds_bad, f"outside [{floor}, 1]"),
-        mask_outcome(CHECK_LAG, APPLIED_CHECKS, lag.drop("_expected"), lag_bad.fill_null(True),
-                     "applied scalar is not the risk scalar of the previous rebalance"),
-    ]
-    yield from raise_on_blocking(context, outcomes, asset="applied_scalars")
-    warehouse.replace_window({"applied_scalars": frame}, start, end)
-    counts = frame.group_by("source").len().to_dicts()
-    yield dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": frame.height,
-            "window": f"{start} .. {end}",
-            "frequency": apply_cfg.frequency.value,
-            "rebalances": frame.height,
-            "sources": dg.MetadataValue.json({c["source"]: c["len"] for c in counts}),
-            "scaled_rebalances": int((frame["risk_scalar_applied"] < 1.0 - 1e-12).sum()),
-            "last_applied": dg.MetadataValue.md(failures_markdown(frame.tail(5))) if frame.height else "_none_",
-        },
-        check_results=[check_result(o, "applied_scalars") for o in outcomes],
-    )
+    with warehouse.session():  # one DuckDB connection for the whole step
+        start, end = partition_window(context)
+        try:
+            apply_cfg = allocator.apply_config()
+        except MarketDataError as exc:
+            raise dg.Failure(description=str(exc)) from exc
+        rs = warehouse.query("SELECT date, risk_scalar FROM risk_scalars WHERE date <= ? ORDER BY date", [end])
+        if rs.height == 0:
+            raise dg.Failure(description="risk_scalars is empty: materialize it first.")
+        _require_complete(rs["date"].to_list(), max(start, rs["date"][0]), end, "risk_scalars", "applied_scalars")
+        dates = rs["date"].to_numpy().astype("datetime64[D]")
+        table = compute_applied(dates, rs["risk_scalar"].to_numpy(), apply_cfg.frequency,
+                                apply_cfg.apply_missing_scalar_as, apply_cfg.overrides)
+        frame = pl.from_pandas(table).with_columns(pl.col("date").cast(pl.Date), pl.col("source_date").cast(pl.Date),
+                                                   pl.col("reason").cast(pl.Utf8))
+        frame = _window_filter(frame, start, end)
+        floor = 0.0 if not allocator.multipliers else min(allocator.floor, *allocator.multipliers)
+        is_override = frame["source"] == "override"
+        bounds_bad = ((frame["risk_scalar_applied"] < floor - 1e-12) & ~is_override) | (frame["risk_scalar_applied"] > 1.0 + 1e-12)
+        lag = frame.join(rs.rename({"date": "source_date", "risk_scalar": "_expected"}), on="source_date", how="left")
+        rebal_prev = _previous_rebalances(dates, apply_cfg.frequency)
+        lag = lag.join(rebal_prev, on="date", how="left")
+        computed = lag["source"] == "computed"
+        lag_bad = computed & ((lag["risk_scalar_applied"] != lag["_expected"]) | (lag["source_date"] != lag["_prev_rebalance"]))
+        outcomes = [
+            mask_outcome(CHECK_SCALAR_BOUNDS, APPLIED_CHECKS, frame, bounds_bad, f"outside [{floor}, 1]"),
+            mask_outcome(CHECK_LAG, APPLIED_CHECKS, lag.drop("_expected"), lag_bad.fill_null(True),
+                         "applied scalar is not the risk scalar of the previous rebalance"),
+        ]
+        yield from raise_on_blocking(context, outcomes, asset="applied_scalars")
+        warehouse.replace_window({"applied_scalars": frame}, start, end)
+        counts = frame.group_by("source").len().to_dicts()
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": frame.height,
+                "window": f"{start} .. {end}",
+                "frequency": apply_cfg.frequency.value,
+                "rebalances": frame.height,
+                "sources": dg.MetadataValue.json({c["source"]: c["len"] for c in counts}),
+                "scaled_rebalances": int((frame["risk_scalar_applied"] < 1.0 - 1e-12).sum()),
+                "last_applied": dg.MetadataValue.md(failures_markdown(frame.tail(5))) if frame.height else "_none_",
+            },
+        )
+        for o in outcomes:
+            yield check_result(o, "applied_scalars")
 
 
 def _previous_rebalances(dates: np.ndarray, frequency) -> pl.DataFrame:

@@ -76,51 +76,53 @@ def market_prices(
     blocking check leaves the warehouse exactly as it was. A range run (backfill) writes the whole
     window in one transaction.
     """
-    start, end = partition_window(context)
-    warehouse.ensure_tables(*MARKET_TABLES)
-    try:
-        data = market_source.load(config.files or None)
-    except MarketDataError as exc:
-        raise dg.Failure(description=str(exc), metadata={"file": exc.file or "", "row": exc.row or 0,
-                                                         "column": exc.column or ""}) from exc
-    universe = config.symbols or _stored_universe(warehouse, start, end) or sorted(data.prices["symbol"].unique().to_list())
-    window = data.prices.filter((pl.col("date") >= start) & (pl.col("date") <= end)) if not config.files else data.prices
-    sessions = list(sessions_between(start, end).date)
-    outcomes = market_price_checks(window, start, end, sessions, universe,
-                                   previous_close=_previous_close(warehouse, start),
-                                   jump_threshold=config.jump_threshold)
-    bench = None
-    if data.benchmark is not None:
-        bench = data.benchmark.filter((pl.col("date") >= start) & (pl.col("date") <= end)) if not config.files else data.benchmark
-        as_prices = bench.rename({"name": "symbol"})
-        bench_outcomes = market_price_checks(as_prices, start, end, sessions, None)
-        by_name = {o.name: o for o in bench_outcomes}
-        outcomes = [_merge(o, by_name[o.name]) if o.severity == "ERROR" else o for o in outcomes]
-    yield from raise_on_blocking(context, outcomes, asset="market_prices")
+    with warehouse.session():  # one DuckDB connection for the whole step
+        start, end = partition_window(context)
+        warehouse.ensure_tables(*MARKET_TABLES)
+        try:
+            data = market_source.load(config.files or None)
+        except MarketDataError as exc:
+            raise dg.Failure(description=str(exc), metadata={"file": exc.file or "", "row": exc.row or 0,
+                                                             "column": exc.column or ""}) from exc
+        universe = config.symbols or _stored_universe(warehouse, start, end) or sorted(data.prices["symbol"].unique().to_list())
+        window = data.prices.filter((pl.col("date") >= start) & (pl.col("date") <= end)) if not config.files else data.prices
+        sessions = list(sessions_between(start, end).date)
+        outcomes = market_price_checks(window, start, end, sessions, universe,
+                                       previous_close=_previous_close(warehouse, start),
+                                       jump_threshold=config.jump_threshold)
+        bench = None
+        if data.benchmark is not None:
+            bench = data.benchmark.filter((pl.col("date") >= start) & (pl.col("date") <= end)) if not config.files else data.benchmark
+            as_prices = bench.rename({"name": "symbol"})
+            bench_outcomes = market_price_checks(as_prices, start, end, sessions, None)
+            by_name = {o.name: o for o in bench_outcomes}
+            outcomes = [_merge(o, by_name[o.name]) if o.severity == "ERROR" else o for o in outcomes]
+        yield from raise_on_blocking(context, outcomes, asset="market_prices")
 
-    stored = window.select("date", "symbol", "close").sort("date", "symbol")
-    writes = {"market_prices": stored}
-    if bench is not None:
-        writes["market_benchmark"] = bench.select("date", "name", "close").sort("date")
-    whole = {"market_sectors": pl.DataFrame({"symbol": list(data.sectors), "sector": list(data.sectors.values())},
-                                            schema={"symbol": pl.Utf8, "sector": pl.Utf8})} if data.sectors else None
-    warehouse.replace_window(writes, start, end, whole_tables=whole)
+        stored = window.select("date", "symbol", "close").sort("date", "symbol")
+        writes = {"market_prices": stored}
+        if bench is not None:
+            writes["market_benchmark"] = bench.select("date", "name", "close").sort("date")
+        whole = {"market_sectors": pl.DataFrame({"symbol": list(data.sectors), "sector": list(data.sectors.values())},
+                                                schema={"symbol": pl.Utf8, "sector": pl.Utf8})} if data.sectors else None
+        warehouse.replace_window(writes, start, end, whole_tables=whole)
 
-    last = stored.filter(pl.col("date") == stored["date"].max()).sort("symbol")
-    yield dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": stored.height,
-            "window": f"{start} .. {end}",
-            "dates": stored["date"].n_unique(),
-            "symbols": len(universe),
-            "source": market_source.describe() if not config.files else ", ".join(config.files),
-            "benchmark": "none (the equal-weight index of the universe stands in)" if bench is None
-            else f"{bench['name'][0]} in market_benchmark",
-            "last_date": str(stored["date"].max()),
-            "preview": dg.MetadataValue.md(_preview(last)),
-        },
-        check_results=[check_result(o, "market_prices") for o in outcomes],
-    )
+        last = stored.filter(pl.col("date") == stored["date"].max()).sort("symbol")
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": stored.height,
+                "window": f"{start} .. {end}",
+                "dates": stored["date"].n_unique(),
+                "symbols": len(universe),
+                "source": market_source.describe() if not config.files else ", ".join(config.files),
+                "benchmark": "none (the equal-weight index of the universe stands in)" if bench is None
+                else f"{bench['name'][0]} in market_benchmark",
+                "last_date": str(stored["date"].max()),
+                "preview": dg.MetadataValue.md(_preview(last)),
+            },
+        )
+        for o in outcomes:
+            yield check_result(o, "market_prices")
 
 
 def _stored_universe(warehouse: DuckDBWarehouse, start: dt.date, end: dt.date) -> list[str]:

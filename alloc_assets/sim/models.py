@@ -1,0 +1,359 @@
+"""Market models of the Monte Carlo engine: parameters as frozen pytree dataclasses, one day a step.
+
+Every model is a value (a frozen dataclass registered as a JAX pytree, all fields arrays) with two
+pure methods the engine's ``lax.scan`` calls:
+
+* ``init(key, n_paths, dtype) -> state``: the model's state on day 0 for a block of paths;
+* ``step(state, key, t, n_paths) -> (state, log_returns)``: day ``t`` (1..horizon); ``log_returns``
+  has shape ``(assets, paths)``: paths are the minor (vectorised) axis.
+
+Units: time in trading days (252 a year); ``GBM`` and ``Heston`` take annualised parameters
+(decimals), ``WorldModel`` daily ones (it is calibrated on daily returns). Returns are daily *log*
+returns; prices follow ``S_t = S_{t-1} exp(r_t)``.
+
+Models
+------
+``GBM``: correlated geometric Brownian motion, exact in distribution:
+``r = (mu - sigma^2 / 2) dt + sigma sqrt(dt) L z``, ``L L' = corr``.
+
+``Heston``: one Heston variance per asset, full-truncation Euler (Lord, Koekkoek and van Dijk 2010)
+on the log price, ``v+ = max(v, 0)``:
+``r = (mu - v+ / 2) dt + sqrt(v+ dt) W1``, ``v <- v + kappa (theta - v+) dt + xi sqrt(v+ dt) W2``,
+``W1 = L z1`` (price shocks correlated across assets), ``W2 = rho W1 + sqrt(1 - rho^2) z2``.
+
+``WorldModel``: Markov regime switching. The regime ``s_t`` (NORMAL, ELEVATED, STRESS, CRISIS) moves
+by the daily transition matrix ``A``; given it, ``r_t ~ N(mu_s, Sigma_s)``. The regime of day 0 is
+drawn from ``p0`` (the probabilities of today's regime). Optional shocks (a change of initial state
+used by the stress scenarios): a one-off log-return ``jump`` on day 1, and a volatility multiplier
+that starts at ``vol_multiplier0`` and decays to 1 with ``vol_decay`` per day
+(``m_t = 1 + (m0 - 1) vol_decay^(t - 1)``).
+
+:func:`calibrate_world_model` estimates a ``WorldModel`` from daily log returns and a daily regime
+label series (e.g. the pipeline's ``regime_series``); :func:`regime_weighted_covariance` gives the
+covariance a strategy expects given the regime probabilities, ``Sigma_t = sum_k P(k | z_t) Sigma_k``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+TRADING_DAYS_PER_YEAR = 252
+N_REGIMES = 4
+
+
+def _pytree(cls):
+    """Freeze a dataclass and register every field as a pytree child (equinox ``Module`` style)."""
+    cls = dataclass(frozen=True)(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    return jax.tree_util.register_dataclass(cls, data_fields=names, meta_fields=[])
+
+
+def _chol(corr_or_cov: np.ndarray, what: str) -> np.ndarray:
+    m = np.asarray(corr_or_cov, dtype=np.float64)
+    try:
+        return np.linalg.cholesky(m)
+    except np.linalg.LinAlgError:
+        raise ValueError(f"{what} is not positive definite; fix the correlations or add a small ridge") from None
+
+
+def cast(tree, dtype):
+    """The pytree with every floating array converted to ``dtype`` (integers left alone)."""
+
+    def one(x):
+        x = jnp.asarray(x)
+        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+    return jax.tree_util.tree_map(one, tree)
+
+
+# --------------------------------------------------------------------------------------------------
+# GBM
+
+
+@_pytree
+class GBM:
+    """Correlated geometric Brownian motion.
+
+    mu : (N,) annualised arithmetic drift (``E[S_T] = S_0 exp(mu T)``), decimal.
+    sigma : (N,) annualised volatility, decimal.
+    chol : (N, N) lower Cholesky factor of the correlation matrix.
+    """
+
+    mu: jax.Array
+    sigma: jax.Array
+    chol: jax.Array
+
+    @staticmethod
+    def create(mu, sigma, corr=None) -> "GBM":
+        """From drifts (N,), volatilities (N,) and a correlation matrix (N, N) (identity if None)."""
+        mu = np.atleast_1d(np.asarray(mu, dtype=np.float64))
+        sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64), mu.shape).copy()
+        corr = np.eye(mu.size) if corr is None else np.asarray(corr, dtype=np.float64)
+        return GBM(jnp.asarray(mu), jnp.asarray(sigma), jnp.asarray(_chol(corr, "the GBM correlation matrix")))
+
+    @property
+    def n_assets(self) -> int:
+        return self.mu.shape[0]
+
+    def init(self, key, n_paths: int, dtype):
+        return ()
+
+    def step(self, state, key, t, n_paths: int):
+        dt = 1.0 / TRADING_DAYS_PER_YEAR
+        z = jax.random.normal(key, (self.n_assets, n_paths), self.mu.dtype)
+        w = self.chol @ z
+        drift = (self.mu - 0.5 * self.sigma**2) * dt
+        return state, drift[:, None] + (self.sigma * math.sqrt(dt))[:, None] * w
+
+
+# --------------------------------------------------------------------------------------------------
+# Heston
+
+
+@_pytree
+class Heston:
+    """Heston stochastic volatility per asset, price shocks correlated across assets.
+
+    mu : (N,) annualised drift of the price (the risk-free rate for risk-neutral pricing).
+    kappa : (N,) mean-reversion speed of the variance, per year.
+    theta : (N,) long-run variance (annualised, e.g. 0.04 = 20 % volatility).
+    xi : (N,) volatility of variance.
+    rho : (N,) correlation between each asset's price and variance shocks.
+    v0 : (N,) initial variance.
+    chol : (N, N) Cholesky factor of the correlation of the price shocks across assets.
+    """
+
+    mu: jax.Array
+    kappa: jax.Array
+    theta: jax.Array
+    xi: jax.Array
+    rho: jax.Array
+    v0: jax.Array
+    chol: jax.Array
+
+    @staticmethod
+    def create(mu, kappa, theta, xi, rho, v0, corr=None) -> "Heston":
+        """Broadcast scalar or (N,) parameters; ``corr`` (N, N) correlates the price shocks."""
+        arrs = np.broadcast_arrays(*[np.atleast_1d(np.asarray(a, dtype=np.float64)) for a in (mu, kappa, theta, xi, rho, v0)])
+        n = arrs[0].size
+        if np.any(np.abs(arrs[4]) > 1):
+            raise ValueError("Heston rho must lie in [-1, 1]")
+        corr = np.eye(n) if corr is None else np.asarray(corr, dtype=np.float64)
+        return Heston(*[jnp.asarray(a.copy()) for a in arrs], jnp.asarray(_chol(corr, "the Heston correlation matrix")))
+
+    @property
+    def n_assets(self) -> int:
+        return self.mu.shape[0]
+
+    def init(self, key, n_paths: int, dtype):
+        return jnp.broadcast_to(self.v0[:, None], (self.n_assets, n_paths)).astype(dtype)
+
+    def step(self, v, key, t, n_paths: int):
+        dt = 1.0 / TRADING_DAYS_PER_YEAR
+        n = self.n_assets
+        z = jax.random.normal(key, (2 * n, v.shape[1]), v.dtype)
+        w1 = self.chol @ z[:n]
+        w2 = self.rho[:, None] * w1 + jnp.sqrt(1.0 - self.rho**2)[:, None] * z[n:]
+        vp = jnp.maximum(v, 0.0)
+        sq = jnp.sqrt(vp * dt)
+        r = (self.mu[:, None] - 0.5 * vp) * dt + sq * w1
+        v_next = v + self.kappa[:, None] * (self.theta[:, None] - vp) * dt + self.xi[:, None] * sq * w2
+        return v_next, r
+
+
+# --------------------------------------------------------------------------------------------------
+# regime switching world model
+
+
+@_pytree
+class WorldModel:
+    """Markov regime-switching multi-asset model (daily units).
+
+    transition : (K, K) daily transition matrix, rows sum to 1 (``A[i, j] = P(s_t = j | s_{t-1} = i)``).
+    means : (K, N) daily mean log return per regime.
+    chol : (K, N, N) lower Cholesky factor of each regime's daily covariance.
+    p0 : (K,) probabilities of the regime of day 0 (today).
+    jump : (N,) log return added on day 1 (a shock; zeros for none).
+    vol_multiplier0 : () volatility multiplier on day 1 (1 for none).
+    vol_decay : () per-day decay of ``multiplier - 1`` (``0.5 ** (1 / half_life)``).
+    """
+
+    transition: jax.Array
+    means: jax.Array
+    chol: jax.Array
+    p0: jax.Array
+    jump: jax.Array
+    vol_multiplier0: jax.Array
+    vol_decay: jax.Array
+
+    @staticmethod
+    def create(transition, means, covs, p0=None, jump=None, vol_multiplier0=1.0, vol_half_life=None) -> "WorldModel":
+        """From a transition matrix (K, K), means (K, N) and covariances (K, N, N), all daily."""
+        a = np.asarray(transition, dtype=np.float64)
+        means = np.asarray(means, dtype=np.float64)
+        covs = np.asarray(covs, dtype=np.float64)
+        k, n = means.shape
+        if a.shape != (k, k) or covs.shape != (k, n, n):
+            raise ValueError(f"shapes disagree: transition {a.shape}, means {means.shape}, covs {covs.shape}")
+        if np.any(a < 0) or not np.allclose(a.sum(axis=1), 1.0, atol=1e-9):
+            raise ValueError("transition rows must be probabilities summing to 1")
+        p0 = stationary_distribution(a) if p0 is None else np.asarray(p0, dtype=np.float64)
+        if p0.shape != (k,) or np.any(p0 < 0) or not math.isclose(p0.sum(), 1.0, abs_tol=1e-9):
+            raise ValueError(f"p0 must be {k} probabilities summing to 1, got {p0}")
+        chol = np.stack([_chol(c, f"the covariance of regime {i}") for i, c in enumerate(covs)])
+        decay = 1.0 if vol_half_life is None else 0.5 ** (1.0 / vol_half_life)
+        jump = np.zeros(n) if jump is None else np.broadcast_to(np.asarray(jump, dtype=np.float64), (n,)).copy()
+        return WorldModel(
+            jnp.asarray(a), jnp.asarray(means), jnp.asarray(chol), jnp.asarray(p0 / p0.sum()), jnp.asarray(jump),
+            jnp.asarray(float(vol_multiplier0)), jnp.asarray(float(decay)),
+        )
+
+    @property
+    def n_assets(self) -> int:
+        return self.means.shape[1]
+
+    @property
+    def n_regimes(self) -> int:
+        return self.means.shape[0]
+
+    def covariances(self) -> np.ndarray:
+        """(K, N, N) daily covariances ``L L'`` (NumPy, float64)."""
+        c = np.asarray(self.chol, dtype=np.float64)
+        return np.einsum("kij,klj->kil", c, c)
+
+    def replace(self, **changes) -> "WorldModel":
+        return dataclasses.replace(self, **changes)
+
+    def init(self, key, n_paths: int, dtype):
+        u = jax.random.uniform(key, (n_paths,), dtype)
+        return _categorical(u, jnp.cumsum(self.p0).astype(dtype))
+
+    def step(self, regime, key, t, n_paths: int):
+        # On XLA CPU, reductions over a leading axis are slow: the regime is picked with where-chains
+        # (select) rather than one-hot sums, and every regime's shock comes from one matrix product.
+        k, n = self.means.shape
+        kz, ku = jax.random.split(key)
+        cum = jnp.cumsum(self.transition, axis=1)  # (K, K)
+        u = jax.random.uniform(ku, (n_paths,), self.means.dtype)
+        rows = [_select(regime, [cum[i, j] for i in range(k)]) for j in range(k - 1)]
+        regime = _categorical_rows(u, rows)
+        z = jax.random.normal(kz, (n, n_paths), self.means.dtype)
+        shocks = (self.chol.reshape(k * n, n) @ z).reshape(k, n, n_paths)
+        eps = _select(regime, [shocks[i] for i in range(k)])
+        mean = _select(regime, [self.means[i][:, None] for i in range(k)])
+        dtype = self.means.dtype
+        mult = 1.0 + (self.vol_multiplier0 - 1.0) * self.vol_decay ** (t - 1).astype(dtype)
+        r = mean + mult * eps + jnp.where(t == 1, 1.0, 0.0).astype(dtype) * self.jump[:, None]
+        return regime, r
+
+
+def _select(index, options):
+    """``options[index]`` elementwise (a chain of selects; ``index`` (B,), options broadcastable)."""
+    out = options[-1]
+    for i in range(len(options) - 2, -1, -1):
+        out = jnp.where(index == i, options[i], out)
+    return out
+
+
+def _categorical_rows(u, cum_rows):
+    """Inverse-CDF draw: the number of cumulative probabilities ``cum_rows[j]`` (j < K - 1) that ``u`` reaches."""
+    out = jnp.zeros(u.shape, jnp.int32)
+    for c in cum_rows:
+        out = out + (u >= c).astype(jnp.int32)
+    return out
+
+
+def _categorical(u, cum):
+    return _categorical_rows(u, [cum[j] for j in range(cum.shape[0] - 1)])
+
+
+def stationary_distribution(transition: np.ndarray) -> np.ndarray:
+    """The stationary distribution pi = pi A of a transition matrix (K,), NumPy float64."""
+    a = np.asarray(transition, dtype=np.float64)
+    k = a.shape[0]
+    m = np.vstack([a.T - np.eye(k), np.ones((1, k))])
+    rhs = np.concatenate([np.zeros(k), [1.0]])
+    pi, *_ = np.linalg.lstsq(m, rhs, rcond=None)
+    pi = np.clip(pi, 0.0, None)
+    return pi / pi.sum()
+
+
+def calibrate_world_model(
+    returns: np.ndarray,
+    labels: np.ndarray,
+    n_regimes: int = N_REGIMES,
+    p0: np.ndarray | None = None,
+    min_days: int | None = None,
+    ridge: float = 1e-10,
+) -> WorldModel:
+    """Estimate a regime-switching model from daily log returns and a daily regime label series.
+
+    Parameters
+    ----------
+    returns : (T, N) daily log returns (rows with any non-finite value are dropped, with their label).
+    labels : (T,) integer regime of each day (0 = NORMAL .. n_regimes - 1 = CRISIS), aligned with
+        ``returns``; e.g. ``RegimeFrame.label`` of the pipeline.
+    n_regimes : K.
+    p0 : (K,) probabilities of today's regime; default: the label of the last day (one-hot).
+    min_days : a regime seen on fewer days has its covariance shrunk towards the pooled one,
+        ``(n_k S_k + m S) / (n_k + m)`` with ``m = min_days - n_k``; default ``2 N + 2``.
+    ridge : added to the diagonal of every covariance (numerical safety of the Cholesky factor).
+
+    Returns
+    -------
+    ``WorldModel`` (float64 arrays). The transition matrix is the maximum-likelihood estimate from
+    consecutive label pairs (counts / row sums); a regime never left (or never seen) keeps itself
+    with probability 1. Means and covariances (``ddof=1``) are those of the days with each label; a
+    regime never seen gets the pooled moments.
+    """
+    r = np.asarray(returns, dtype=np.float64)
+    lab = np.asarray(labels).astype(np.int64)
+    if r.ndim != 2 or lab.shape != (r.shape[0],):
+        raise ValueError(f"returns must be (T, N) and labels (T,); got {r.shape} and {lab.shape}")
+    if np.any((lab < 0) | (lab >= n_regimes)):
+        raise ValueError(f"labels must lie in [0, {n_regimes})")
+    ok = np.all(np.isfinite(r), axis=1)
+    counts = np.zeros((n_regimes, n_regimes))
+    pair_ok = ok[1:] & ok[:-1]
+    np.add.at(counts, (lab[:-1][pair_ok], lab[1:][pair_ok]), 1.0)
+    r, lab_ok = r[ok], lab[ok]
+    t, n = r.shape
+    if t < 2:
+        raise ValueError("need at least two finite return rows to calibrate")
+    rows = counts.sum(axis=1, keepdims=True)
+    transition = np.where(rows > 0, counts / np.where(rows > 0, rows, 1.0), np.eye(n_regimes))
+    pooled_mean = r.mean(axis=0)
+    pooled_cov = np.cov(r, rowvar=False, ddof=1).reshape(n, n)
+    min_days = 2 * n + 2 if min_days is None else int(min_days)
+    means = np.empty((n_regimes, n))
+    covs = np.empty((n_regimes, n, n))
+    for k in range(n_regimes):
+        x = r[lab_ok == k]
+        nk = x.shape[0]
+        means[k] = x.mean(axis=0) if nk else pooled_mean
+        s = np.cov(x, rowvar=False, ddof=1).reshape(n, n) if nk > 1 else pooled_cov
+        if nk < min_days:
+            m = min_days - nk
+            s = (nk * s + m * pooled_cov) / (nk + m)
+        covs[k] = s + ridge * np.eye(n)
+    if p0 is None:
+        p0 = np.eye(n_regimes)[lab[-1]]
+    return WorldModel.create(transition, means, covs, p0=p0)
+
+
+def regime_weighted_covariance(world: WorldModel, probs: jax.Array) -> jax.Array:
+    """``Sigma_t = sum_k P(k | z_t) Sigma_k``: (K, B) probabilities -> (N, N, B) daily covariances."""
+    covs = jnp.einsum("kij,klj->kil", world.chol, world.chol)
+    return jnp.einsum("kij,kb->ijb", covs, probs)
+
+
+def regime_weighted_variances(world: WorldModel, probs: jax.Array) -> jax.Array:
+    """Diagonal of :func:`regime_weighted_covariance`: (K, B) -> (N, B) daily variances."""
+    var = jnp.sum(world.chol**2, axis=2)  # (K, N)
+    return var.T @ probs
