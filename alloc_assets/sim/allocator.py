@@ -4,8 +4,8 @@ batched over paths (paths on the minor axis), in JAX; the same code runs on NumP
 It is a port of ``alloc_assets.core.features.encode`` (equal-weight index: simulated paths have no
 benchmark), ``alloc_assets.core.regimes`` (``RegimeMethod.STRESS_SCORE`` with its expanding
 standardisation, the histogram-quantile thresholds refreshed at calendar period starts, the ordered
-logit and the hysteresis label), ``alloc_assets.core.scalars.risk_scalars`` (expected multiplier,
-optional volatility-target cap on ``vol_21d``, floor, maximum step) and
+logit and the hysteresis label), ``alloc_assets.core.scalars.risk_scalars`` (label or expected
+multiplier, optional volatility-target cap on ``vol_21d``, floor, maximum step) and
 ``alloc_assets.core.scalars.applied_scalars`` (the scalar computed at rebalance r(k-1) is applied at
 r(k); ``apply_missing_scalar_as`` before there is one). The carries are the pipeline's own: a path
 can start from priors (``fresh_state``) or from the stored carries of the latest day
@@ -40,7 +40,7 @@ from alloc_assets.core.regimes import (
     _hist_layout,
     _initial_score_carry,
 )
-from alloc_assets.core.scalars import ScalarConfig
+from alloc_assets.core.scalars import ScalarBasis, ScalarConfig
 
 N_REGIMES = 4
 
@@ -87,7 +87,12 @@ class AllocatorState:
     cov_long: the upper-triangle EWMA covariances as a tuple of N row groups, group i of shape
     (N - i, B) holding C[i, i:] (the pipeline's packed order, split by row; XLA on CPU handles
     such groups several times faster than gathers or leading-axis reductions over a (P, B) array); ewm_log_index (B,); ewm_log_close (N, B);
-    s0, s1, s2 (J, B) standardisation sums; hist (nbins, B) int32 histogram of warm scores;
+    s0, s1, s2 (J, B) standardisation sums; hist (nbins, B) int32 histogram of the warm scores up
+    to the last threshold refresh; recent (L, B) int32 histogram bins of the warm scores since then
+    and recent_count (B,) int32 how many rows of ``recent`` are filled (the same for every path).
+    The pipeline's histogram is ``hist`` plus the first ``recent_count`` rows of ``recent``: the
+    thresholds only read it at refresh dates, so the merge waits for them (scattering into a
+    (1001, B) histogram every day next to a conditional that reads it made XLA copy it daily);
     thresholds (3, B); probs (4, B) the last regime probabilities; label, dwell (B,) int32;
     scalar (B,) previous risk scalar; pending (B,) scalar computed at the last rebalance (NaN: none yet).
     """
@@ -104,6 +109,8 @@ class AllocatorState:
     s1: jax.Array
     s2: jax.Array
     hist: jax.Array
+    recent: jax.Array
+    recent_count: jax.Array
     thresholds: jax.Array
     probs: jax.Array
     label: jax.Array
@@ -165,6 +172,26 @@ class Backend:
 
         init = (jnp.zeros(hist.shape[1:], hist.dtype), jnp.zeros(ranks.shape, jnp.int32))
         return jax.lax.fori_loop(0, hist.shape[0], body, init)[1]
+
+    def merge_recent(self, hist, recent, count):
+        """``hist[recent[j, b], b] += 1`` for rows j < count (count a scalar)."""
+        cols = self.xp.arange(hist.shape[1])
+        if not self.is_jax:
+            if int(count) == 0:
+                return hist
+            out = hist.copy()
+            for j in range(int(count)):
+                out[recent[j], cols] += 1
+            return out
+        return jax.lax.fori_loop(0, count, lambda j, h: h.at[recent[j], cols].add(1), hist)
+
+    def set_row(self, arr, index, row):
+        """``arr[index] = row`` (index a scalar)."""
+        if not self.is_jax:
+            out = arr.copy()
+            out[int(index)] = row
+            return out
+        return jax.lax.dynamic_update_index_in_dim(arr, row, index, 0)
 
     def count(self, hist):
         """Total count of each column of an int histogram (nbins, B) -> (B,)."""
@@ -243,6 +270,28 @@ def state_from_carries(
     return AllocatorStart(state, row0=int(feature_carry["n_rows"]) - 1, fresh=False)
 
 
+def start_from_panel(panel, config: AllocatorConfig = AllocatorConfig(), frequency="monthly") -> AllocatorStart:
+    """Run the pipeline's cores over a price history and start the simulated allocator after its last day.
+
+    The state is encoded on the equal-weight index of the panel's symbols (simulated paths have no
+    benchmark), the regimes and scalars with ``config``; the scalar pending for the next rebalance
+    is the one computed at the last rebalance date (``frequency``) strictly before the last day.
+    """
+    from alloc_assets.core.calendar import rebalance_mask
+    from alloc_assets.core.features import encode
+    from alloc_assets.core.regimes import compute_regimes
+    from alloc_assets.core.scalars import risk_scalars
+
+    fc = dataclasses.replace(config.features, index=IndexSource.EQUAL_WEIGHT)
+    frame, feature_carry = encode(panel, None, fc)
+    regimes, regime_carry = compute_regimes(frame, config.regimes)
+    vol = frame.column("vol_21d") if "vol_21d" in frame.columns else None
+    scalars, scalar_carry = risk_scalars(regimes.dates, regimes.probs, config.scalars, None, vol, regimes.label)
+    reb = np.flatnonzero(rebalance_mask(regimes.dates, frequency)[:-1])
+    pending = float(scalars.risk_scalar[reb[-1]]) if reb.size else None
+    return state_from_carries(feature_carry, regime_carry, scalar_carry, pending, config)
+
+
 def _state(fc: dict, sc: dict, lab: dict, scalar: float, pending: float, probs, config: AllocatorConfig) -> AllocatorState:
     col = lambda v: np.asarray(v, dtype=np.float64).reshape(-1, 1)  # noqa: E731
     one = lambda v: np.asarray([v], dtype=np.float64)  # noqa: E731
@@ -265,6 +314,8 @@ def _state(fc: dict, sc: dict, lab: dict, scalar: float, pending: float, probs, 
         s1=col(sc["s1"]),
         s2=col(sc["s2"]),
         hist=hist.astype(np.int32).reshape(-1, 1),
+        recent=np.zeros((0, 1), dtype=np.int32),
+        recent_count=np.zeros(1, dtype=np.int32),
         thresholds=col(sc["thresholds"]),
         probs=col(probs),
         label=np.asarray([int(lab["label"])], dtype=np.int32),
@@ -285,6 +336,15 @@ def _row_groups(packed) -> tuple:
 def packed_covariance(groups) -> np.ndarray:
     """Row groups (N arrays (N - i, B)) -> packed upper triangle (P, B) in ``triu_indices`` order."""
     return np.concatenate([np.asarray(g) for g in groups], axis=0)
+
+
+def with_score_buffer(state: AllocatorState, length: int) -> AllocatorState:
+    """The state with room for ``length`` days of scores between two threshold refreshes
+    (the engine sizes it from the calendar: the longest stretch without a refresh)."""
+    if state.recent_count.max(initial=0) > 0:
+        raise ValueError("the score buffer is not empty; merge it before resizing")
+    width = state.recent.shape[1]
+    return dataclasses.replace(state, recent=np.zeros((int(length), width), dtype=np.int32))
 
 
 def broadcast_state(state: AllocatorState, n_paths: int, dtype, xp=jnp) -> AllocatorState:
@@ -422,20 +482,29 @@ def regime_step(state: AllocatorState, feats, warm, refresh, config: AllocatorCo
     s1 = decay * state.s1 + w * x
     s2 = decay * state.s2 + w * (x * x)
 
+    # At a refresh the buffered bins join the histogram (a loop of zero trips on other days, kept
+    # out of the conditional so that XLA updates both buffers in place), then the thresholds.
+    if state.recent.shape[0] == 0:
+        raise ValueError("the allocator state has no score buffer: size it with with_score_buffer(state, length)")
+    hist = backend.merge_recent(state.hist, state.recent, xp.where(refresh, state.recent_count[0], 0))
+
     def refreshed(operand):
         hist, current = operand
         n = backend.count(hist)
         return xp.where((n >= cfg.min_history_days)[None, :], _histogram_thresholds(hist, n, config, dtype, backend), current)
 
-    thresholds = backend.cond(refresh, refreshed, lambda operand: operand[1], (state.hist, state.thresholds))
+    thresholds = backend.cond(refresh, refreshed, lambda operand: operand[1], (hist, state.thresholds))
     probs = _probabilities(score, thresholds, cfg.prob_width, backend)
 
     lo, nbins = _hist_layout(cfg)
     bins = xp.clip(xp.floor((score - lo) / cfg.histogram_bin), 0, nbins - 1).astype(xp.int32)
-    hist = backend.add_at_columns(state.hist, bins, xp.broadcast_to(xp.asarray(warm).astype(xp.int32), bins.shape))
+    count = xp.where(refresh, 0, state.recent_count)
+    recent = backend.set_row(state.recent, count[0], bins)
+    count = count + xp.asarray(warm).astype(xp.int32)
 
     label, dwell = _hysteresis(state.label, state.dwell, probs, config, xp)
-    new = dataclasses.replace(state, s0=s0, s1=s1, s2=s2, hist=hist, thresholds=thresholds, probs=probs, label=label, dwell=dwell)
+    new = dataclasses.replace(state, s0=s0, s1=s1, s2=s2, hist=hist, recent=recent, recent_count=count, thresholds=thresholds,
+                              probs=probs, label=label, dwell=dwell)
     return new, {"score": score, "thresholds": thresholds, "probs": probs, "label": label}
 
 
@@ -455,18 +524,26 @@ def _hysteresis(label, dwell, probs, config: AllocatorConfig, xp):
     return xp.where(move, cand, label).astype(label.dtype), xp.where(move, 1, dwell + 1).astype(dwell.dtype)
 
 
-def scalar_step(state: AllocatorState, probs, vol_21d, rebalance, config: AllocatorConfig, xp=jnp):
+def scalar_step(state: AllocatorState, probs, label, vol_21d, rebalance, config: AllocatorConfig, xp=jnp):
     """Risk scalar of the day (``scalars.risk_scalars``) and, at a rebalance, the scalar applied there.
 
+    The regime scalar follows ``ScalarConfig.basis``: ``label`` takes the multiplier of the
+    hysteresis label; ``expected`` the probability-weighted multiplier rounded to ``quantum``, 1
+    within ``deadband`` of 1. Then the optional volatility cap, the floor and the step limit.
     Returns ``(state, scalar (B,), applied (B,))``; ``applied`` is meaningful on rebalance days only.
     """
     sc = config.scalars
     m = sc.multipliers
-    expected = probs[0] * m[0] + probs[1] * m[1] + probs[2] * m[2] + probs[3] * m[3]
+    if ScalarBasis(sc.basis) is ScalarBasis.LABEL:
+        regime = xp.where(label == 0, m[0], xp.where(label == 1, m[1], xp.where(label == 2, m[2], m[3]))).astype(probs.dtype)
+    else:
+        expected = probs[0] * m[0] + probs[1] * m[1] + probs[2] * m[2] + probs[3] * m[3]
+        snapped = xp.round(expected / sc.quantum) * sc.quantum if sc.quantum else expected
+        regime = xp.where(expected >= 1.0 - sc.deadband, 1.0, xp.minimum(snapped, 1.0))
     if sc.vol_target is not None:
         ok = xp.isfinite(vol_21d) & (vol_21d > 0)
-        expected = xp.where(ok, xp.minimum(expected, sc.vol_target / xp.where(ok, vol_21d, 1.0)), expected)
-    target = xp.clip(expected, sc.effective_floor, 1.0)
+        regime = xp.where(ok, xp.minimum(regime, sc.vol_target / xp.where(ok, vol_21d, 1.0)), regime)
+    target = xp.clip(regime, sc.effective_floor, 1.0)
     if sc.max_step is not None:
         target = xp.minimum(xp.maximum(target, state.scalar - sc.max_step), state.scalar + sc.max_step)
     applied = xp.where(xp.isfinite(state.pending), state.pending, config.apply_missing_scalar_as)
@@ -489,6 +566,6 @@ def allocator_day(state: AllocatorState, log_returns, warm, refresh, rebalance, 
     vol_21d = feats[feature_columns(config.features).index("vol_21d")] if "vol_21d" in feature_columns(config.features) else None
     if config.scalars.vol_target is not None and vol_21d is None:
         raise ValueError("ScalarConfig.vol_target needs a vol_21d feature (FeatureConfig.vol_half_lives must contain 21)")
-    state, scalar, applied = scalar_step(state, out["probs"], vol_21d, rebalance, config, xp)
+    state, scalar, applied = scalar_step(state, out["probs"], out["label"], vol_21d, rebalance, config, xp)
     out.update(features=feats, scalar=scalar, applied=applied)
     return state, out

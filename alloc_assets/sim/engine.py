@@ -158,6 +158,7 @@ class _PathSpec:
     block_size: int
     dtype: str
     terminal: bool
+    states: bool = False
 
 
 def _paths_block(spec: _PathSpec, model, block_key):
@@ -176,17 +177,27 @@ def _paths_block(spec: _PathSpec, model, block_key):
         n = model.n_assets
         (_, total), _ = lax.scan(body, (state0, jnp.zeros((n, b), spec.dtype)), jnp.arange(1, spec.horizon + 1))
         return total
+    if spec.states:
+        def with_state(state, t):
+            state, r = step(state, t)
+            return state, (r, state)
+
+        _, (rs, states) = lax.scan(with_state, state0, jnp.arange(1, spec.horizon + 1))
+        return {"log_returns": rs, "states": states}
     _, rs = lax.scan(step, state0, jnp.arange(1, spec.horizon + 1))
     return rs
 
 
-def simulate_log_returns(model, n_paths: int, horizon: int, key, settings: SimSettings = SimSettings()) -> np.ndarray:
+def simulate_log_returns(model, n_paths: int, horizon: int, key, settings: SimSettings = SimSettings(),
+                         return_states: bool = False):
     """Daily log returns of days 1..H: array (H, N, n_paths) (keep ``n_paths * H * N`` small).
 
     ``model`` is a ``GBM``, ``Heston`` or ``WorldModel``; prices are ``S0 * exp(cumsum(r, axis=0))``.
+    With ``return_states``: ``{"log_returns": ..., "states": ...}``, the model's state after each
+    day (the regime (H, n_paths) of a ``WorldModel``, the variances (H, N, n_paths) of a ``Heston``).
     """
     with _x64(settings):
-        spec = _PathSpec(int(horizon), settings.block_size, settings.dtype, terminal=False)
+        spec = _PathSpec(int(horizon), settings.block_size, settings.dtype, terminal=False, states=return_states)
         return _run_blocks(_paths_block, spec, cast(model, settings.dtype), key, n_paths, settings)
 
 
@@ -213,6 +224,7 @@ class _StrategySpec:
     strategy: strat.StrategyConfig
     fresh: bool
     record: bool
+    score_buffer: int
     wealth_every: int
     n_assets: int
 
@@ -342,6 +354,10 @@ def run_strategies(
     if start is None:
         start = alloc.fresh_state(np.ones(n_assets), allocator)
     rf = cash_rate_annual if risk_free_annual is None else risk_free_annual
+    # longest stretch of days whose scores wait in the buffer before a refresh merges them
+    cuts = np.concatenate([[0], np.flatnonzero(calendar.refresh), [calendar.horizon + 1]])
+    score_buffer = int(np.diff(cuts).max())
+    start_state = alloc.with_score_buffer(start.state, score_buffer)
     with _x64(settings):
         spec = _StrategySpec(
             horizon=calendar.horizon,
@@ -351,12 +367,13 @@ def run_strategies(
             strategy=strategy,
             fresh=start.fresh,
             record=record,
+            score_buffer=score_buffer,
             wealth_every=int(wealth_every),
             n_assets=n_assets,
         )
         inputs = _StrategyInputs(
             model=cast(model, settings.dtype),
-            start=jax.tree_util.tree_map(jnp.asarray, start.state),
+            start=jax.tree_util.tree_map(jnp.asarray, start_state),
             rebalance=jnp.asarray(calendar.rebalance),
             refresh=jnp.asarray(calendar.refresh),
             row0=jnp.asarray(start.row0, jnp.int32),

@@ -1,7 +1,8 @@
 """Market models of the Monte Carlo engine: parameters as frozen pytree dataclasses, one day a step.
 
-Every model is a value (a frozen dataclass registered as a JAX pytree, all fields arrays) with two
-pure methods the engine's ``lax.scan`` calls:
+Every model is a value (a frozen dataclass registered as a JAX pytree, all fields arrays; the
+constructors store NumPy float64 and the engine casts to the run's dtype) with two pure methods
+the engine's ``lax.scan`` calls:
 
 * ``init(key, n_paths, dtype) -> state``: the model's state on day 0 for a block of paths;
 * ``step(state, key, t, n_paths) -> (state, log_returns)``: day ``t`` (1..horizon); ``log_returns``
@@ -26,7 +27,7 @@ by the daily transition matrix ``A``; given it, ``r_t ~ N(mu_s, Sigma_s)``. The 
 drawn from ``p0`` (the probabilities of today's regime). Optional shocks (a change of initial state
 used by the stress scenarios): a one-off log-return ``jump`` on day 1, and a volatility multiplier
 that starts at ``vol_multiplier0`` and decays to 1 with ``vol_decay`` per day
-(``m_t = 1 + (m0 - 1) vol_decay^(t - 1)``).
+(``m_t = 1 + (m0 - 1) vol_decay^(t - 1)``, per asset).
 
 :func:`calibrate_world_model` estimates a ``WorldModel`` from daily log returns and a daily regime
 label series (e.g. the pipeline's ``regime_series``); :func:`regime_weighted_covariance` gives the
@@ -95,7 +96,7 @@ class GBM:
         mu = np.atleast_1d(np.asarray(mu, dtype=np.float64))
         sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64), mu.shape).copy()
         corr = np.eye(mu.size) if corr is None else np.asarray(corr, dtype=np.float64)
-        return GBM(jnp.asarray(mu), jnp.asarray(sigma), jnp.asarray(_chol(corr, "the GBM correlation matrix")))
+        return GBM(mu, sigma, _chol(corr, "the GBM correlation matrix"))
 
     @property
     def n_assets(self) -> int:
@@ -145,7 +146,7 @@ class Heston:
         if np.any(np.abs(arrs[4]) > 1):
             raise ValueError("Heston rho must lie in [-1, 1]")
         corr = np.eye(n) if corr is None else np.asarray(corr, dtype=np.float64)
-        return Heston(*[jnp.asarray(a.copy()) for a in arrs], jnp.asarray(_chol(corr, "the Heston correlation matrix")))
+        return Heston(*[a.copy() for a in arrs], _chol(corr, "the Heston correlation matrix"))
 
     @property
     def n_assets(self) -> int:
@@ -180,7 +181,7 @@ class WorldModel:
     chol : (K, N, N) lower Cholesky factor of each regime's daily covariance.
     p0 : (K,) probabilities of the regime of day 0 (today).
     jump : (N,) log return added on day 1 (a shock; zeros for none).
-    vol_multiplier0 : () volatility multiplier on day 1 (1 for none).
+    vol_multiplier0 : (N,) volatility multiplier of each asset's shocks on day 1 (ones for none).
     vol_decay : () per-day decay of ``multiplier - 1`` (``0.5 ** (1 / half_life)``).
     """
 
@@ -201,18 +202,19 @@ class WorldModel:
         k, n = means.shape
         if a.shape != (k, k) or covs.shape != (k, n, n):
             raise ValueError(f"shapes disagree: transition {a.shape}, means {means.shape}, covs {covs.shape}")
-        if np.any(a < 0) or not np.allclose(a.sum(axis=1), 1.0, atol=1e-9):
+        if np.any(a < 0) or not np.allclose(a.sum(axis=1), 1.0, atol=1e-6):
             raise ValueError("transition rows must be probabilities summing to 1")
+        a = a / a.sum(axis=1, keepdims=True)
         p0 = stationary_distribution(a) if p0 is None else np.asarray(p0, dtype=np.float64)
-        if p0.shape != (k,) or np.any(p0 < 0) or not math.isclose(p0.sum(), 1.0, abs_tol=1e-9):
+        if p0.shape != (k,) or np.any(p0 < 0) or not math.isclose(p0.sum(), 1.0, abs_tol=1e-6):
             raise ValueError(f"p0 must be {k} probabilities summing to 1, got {p0}")
         chol = np.stack([_chol(c, f"the covariance of regime {i}") for i, c in enumerate(covs)])
         decay = 1.0 if vol_half_life is None else 0.5 ** (1.0 / vol_half_life)
         jump = np.zeros(n) if jump is None else np.broadcast_to(np.asarray(jump, dtype=np.float64), (n,)).copy()
-        return WorldModel(
-            jnp.asarray(a), jnp.asarray(means), jnp.asarray(chol), jnp.asarray(p0 / p0.sum()), jnp.asarray(jump),
-            jnp.asarray(float(vol_multiplier0)), jnp.asarray(float(decay)),
-        )
+        mult = np.broadcast_to(np.asarray(vol_multiplier0, dtype=np.float64), (n,)).copy()
+        if np.any(mult <= 0):
+            raise ValueError("vol_multiplier0 must be > 0")
+        return WorldModel(a, means, chol, p0 / p0.sum(), jump, mult, np.asarray(float(decay)))
 
     @property
     def n_assets(self) -> int:
@@ -249,7 +251,7 @@ class WorldModel:
         mean = _select(regime, [self.means[i][:, None] for i in range(k)])
         dtype = self.means.dtype
         mult = 1.0 + (self.vol_multiplier0 - 1.0) * self.vol_decay ** (t - 1).astype(dtype)
-        r = mean + mult * eps + jnp.where(t == 1, 1.0, 0.0).astype(dtype) * self.jump[:, None]
+        r = mean + mult[:, None] * eps + jnp.where(t == 1, 1.0, 0.0).astype(dtype) * self.jump[:, None]
         return regime, r
 
 
