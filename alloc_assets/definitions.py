@@ -11,6 +11,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from alloc_assets.defs.allocator import ALLOCATOR_ASSETS
+from alloc_assets.defs.automation import LandingZone, daily_schedule, new_market_data_sensor, report_after_history
 from alloc_assets.defs.backtest import BACKTEST_ASSETS, BacktestSettings
 from alloc_assets.defs.jobs import history_job, report_job
 from alloc_assets.defs.market import market_prices
@@ -21,10 +22,13 @@ from resources.warehouse import DuckDBWarehouse
 defs = dg.Definitions(
     assets=[market_prices, *ALLOCATOR_ASSETS, *BACKTEST_ASSETS],
     jobs=[history_job, report_job],
+    schedules=[daily_schedule],
+    sensors=[new_market_data_sensor, report_after_history],
     resources={
         "warehouse": DuckDBWarehouse(),
         "market_source": MarketDataSource(),
         "allocator": AllocatorSettings(),
         "backtest": BacktestSettings(),
+        "landing": LandingZone(),
     },
 )

@@ -22,6 +22,9 @@ trading_day_partitions = dg.TimeWindowPartitionsDefinition(
     cron_schedule="0 0 * * 1-5",
     timezone=EXCHANGE_TIMEZONE,
     exclusions=list(non_trading_weekdays()),
+    # Today's partition exists from midnight New York time, so the 18:30 schedule (after the
+    # 16:00 close) and a landing file for today can target it the same evening.
+    end_offset=1,
 )
 
 

@@ -63,6 +63,18 @@ def _chol(corr_or_cov: np.ndarray, what: str) -> np.ndarray:
         raise ValueError(f"{what} is not positive definite; fix the correlations or add a small ridge") from None
 
 
+def _matvec(matrix, z):
+    """``matrix @ z`` for a small static matrix (n, m) and z (m, B), as unrolled multiply-adds.
+
+    XLA's ``dot`` may pick a different kernel (and rounding) for a different batch of blocks; an
+    elementwise chain gives every path the same bits whatever the chunk size.
+    """
+    out = matrix[:, 0:1] * z[0]
+    for j in range(1, matrix.shape[1]):
+        out = out + matrix[:, j : j + 1] * z[j]
+    return out
+
+
 def cast(tree, dtype):
     """The pytree with every floating array converted to ``dtype`` (integers left alone)."""
 
@@ -108,7 +120,7 @@ class GBM:
     def step(self, state, key, t, n_paths: int):
         dt = 1.0 / TRADING_DAYS_PER_YEAR
         z = jax.random.normal(key, (self.n_assets, n_paths), self.mu.dtype)
-        w = self.chol @ z
+        w = _matvec(self.chol, z)
         drift = (self.mu - 0.5 * self.sigma**2) * dt
         return state, drift[:, None] + (self.sigma * math.sqrt(dt))[:, None] * w
 
@@ -159,7 +171,7 @@ class Heston:
         dt = 1.0 / TRADING_DAYS_PER_YEAR
         n = self.n_assets
         z = jax.random.normal(key, (2 * n, v.shape[1]), v.dtype)
-        w1 = self.chol @ z[:n]
+        w1 = _matvec(self.chol, z[:n])
         w2 = self.rho[:, None] * w1 + jnp.sqrt(1.0 - self.rho**2)[:, None] * z[n:]
         vp = jnp.maximum(v, 0.0)
         sq = jnp.sqrt(vp * dt)
@@ -238,7 +250,7 @@ class WorldModel:
 
     def step(self, regime, key, t, n_paths: int):
         # On XLA CPU, reductions over a leading axis are slow: the regime is picked with where-chains
-        # (select) rather than one-hot sums, and every regime's shock comes from one matrix product.
+        # (select) rather than one-hot sums; every regime's shock is computed, then the path's picked.
         k, n = self.means.shape
         kz, ku = jax.random.split(key)
         cum = jnp.cumsum(self.transition, axis=1)  # (K, K)
@@ -246,8 +258,8 @@ class WorldModel:
         rows = [_select(regime, [cum[i, j] for i in range(k)]) for j in range(k - 1)]
         regime = _categorical_rows(u, rows)
         z = jax.random.normal(kz, (n, n_paths), self.means.dtype)
-        shocks = (self.chol.reshape(k * n, n) @ z).reshape(k, n, n_paths)
-        eps = _select(regime, [shocks[i] for i in range(k)])
+        shocks = _matvec(self.chol.reshape(k * n, n), z)  # (K N, B)
+        eps = _select(regime, [shocks[i * n : (i + 1) * n] for i in range(k)])
         mean = _select(regime, [self.means[i][:, None] for i in range(k)])
         dtype = self.means.dtype
         mult = 1.0 + (self.vol_multiplier0 - 1.0) * self.vol_decay ** (t - 1).astype(dtype)
