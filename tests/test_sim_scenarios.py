@@ -1,0 +1,117 @@
+"""Scenarios are the documented changes of the world model; the dashboard and figures come out of a
+small run; the strategies' per-path results do not depend on the chunk size."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from alloc_assets.core.features import encode
+from alloc_assets.core.panel import PricePanel, load_bundled_panel
+from alloc_assets.core.regimes import compute_regimes
+from alloc_assets.sim.engine import SimSettings
+from alloc_assets.sim.models import calibrate_world_model, stationary_distribution
+from alloc_assets.sim.scenarios import (
+    RATES_DURATION,
+    SCENARIO_NAMES,
+    SCENARIOS,
+    get_scenario,
+    run_all_scenarios,
+    run_scenario,
+    scenario_cash_rate,
+    scenario_world_model,
+)
+
+SMALL = SimSettings(block_size=16, chunk_paths=64)
+
+
+@pytest.fixture(scope="module")
+def world():
+    p = load_bundled_panel()
+    panel = PricePanel(p.dates, p.symbols, p.close)
+    state, _ = encode(panel)
+    regimes, _ = compute_regimes(state)
+    return calibrate_world_model(np.diff(np.log(panel.close), axis=0), regimes.label[1:], p0=regimes.probs[-1])
+
+
+def _ew_moments(model, n_eq):
+    covs = model.covariances()
+    pi = stationary_distribution(np.asarray(model.transition))
+    w = np.full(n_eq, 1.0 / n_eq)
+    var = pi @ np.einsum("i,kij,j->k", w, covs[:, :n_eq, :n_eq], w)
+    mean = pi @ np.mean(np.exp(np.asarray(model.means)[:, :n_eq] + 0.5 * np.einsum("kii->ki", covs[:, :n_eq, :n_eq])), axis=1) - 1
+    return mean * 252, math.sqrt(var * 252)
+
+
+@pytest.mark.parametrize("name", ["base", "bull", "bear", "high_vol", "low_vol"])
+def test_parameter_scenarios_hit_their_targets(world, name):
+    spec = get_scenario(name)
+    model = scenario_world_model(spec, world)
+    n = world.n_assets
+    assert model.n_assets == n + 1
+    mean, vol = _ew_moments(model, n)
+    assert mean == pytest.approx(spec.equity_return, abs=1e-9)
+    assert vol == pytest.approx(spec.equity_vol, rel=1e-9)
+    covs = model.covariances()
+    w = np.full(n, 1.0 / n)
+    for k in range(4):  # corr(equal-weight equities, rates sleeve) in every regime
+        ew_var = w @ covs[k, :n, :n] @ w
+        corr = (w @ covs[k, :n, n]) / math.sqrt(ew_var * covs[k, n, n])
+        assert corr == pytest.approx(spec.corr_equity_rates, abs=1e-9)
+    np.testing.assert_allclose(model.p0, stationary_distribution(np.asarray(world.transition)), atol=1e-12)
+    np.testing.assert_array_equal(model.jump, 0.0)
+
+
+def test_shocks_change_the_initial_state(world):
+    n = world.n_assets
+    rates = scenario_world_model(get_scenario("rates_up_200bp"), world)
+    assert np.exp(rates.jump[:n]) == pytest.approx(1 - 0.10) and np.exp(rates.jump[n]) == pytest.approx(1 - RATES_DURATION * 0.02)
+    assert scenario_cash_rate(get_scenario("rates_up_200bp")) == pytest.approx(0.05)
+    credit = scenario_world_model(get_scenario("credit_spreads_400bp"), world)
+    assert np.exp(credit.jump[0]) == pytest.approx(1 - 0.16) and np.exp(credit.jump[n]) == pytest.approx(1 + RATES_DURATION * 0.005)
+    np.testing.assert_array_equal(credit.p0, [0, 0, 1, 0])
+    spike = scenario_world_model(get_scenario("vol_spike"), world)
+    covs = spike.covariances()
+    w = np.full(n, 1.0 / n)
+    day1_vol = spike.vol_multiplier0[0] * math.sqrt(252 * w @ covs[3, :n, :n] @ w)
+    assert day1_vol == pytest.approx(0.65) and spike.vol_multiplier0[n] == 1.0
+    assert float(spike.vol_decay) == pytest.approx(0.5 ** (1 / 42))
+    combined = scenario_world_model(get_scenario("combined_2008"), world)
+    assert np.exp(combined.jump[n]) == pytest.approx(1 + RATES_DURATION * 0.01)
+    today = scenario_world_model(get_scenario("from_today"), world)
+    np.testing.assert_allclose(today.means[:, :n], world.means)
+    np.testing.assert_allclose(today.p0, world.p0)
+    assert set(SCENARIO_NAMES) >= {"base", "bull", "bear", "high_vol", "low_vol", "rates_up_200bp", "credit_spreads_400bp",
+                                   "vol_spike", "combined_2008", "from_today"}
+    with pytest.raises(ValueError, match="unknown scenario"):
+        get_scenario("nope")
+
+
+def test_dashboard_rows_and_figures_from_a_small_run(world):
+    results, rows = run_all_scenarios(world, 64, 63, 5, names=["base", "combined_2008"], settings=SMALL)
+    assert [(r["scenario"], r["book"]) for r in rows] == [
+        ("base", "baseline"), ("base", "allocator"), ("combined_2008", "baseline"), ("combined_2008", "allocator")]
+    for r in rows:
+        assert 0.0 <= r["p_drawdown_30"] <= r["p_drawdown_20"] <= 1.0
+        assert r["cvar_95"] < 0 and r["n_paths"] == 64 and r["horizon_days"] == 63
+    assert rows[0]["baseline_sharpe"] == rows[0]["stressed_sharpe"] == rows[2]["baseline_sharpe"]
+    json.dumps(rows)  # JSON-safe (None where the median path has not recovered)
+    res = results["combined_2008"]
+    assert res.summary["baseline"]["max_drawdown_median"] < results["base"].summary["baseline"]["max_drawdown_median"]
+    assert res.wealth_quantiles["allocator"].shape == (5, len(res.wealth_days))
+    assert res.provenance["dtype"] == "float32"
+    for png in (res.fan_chart_png(), res.drawdown_png()):
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert res.dashboard_rows(results["base"])[0]["scenario"] == "combined_2008"
+
+
+def test_strategy_results_do_not_depend_on_the_chunk_size(world):
+    a = run_scenario("base", world, 64, 63, 5, settings=SMALL)  # 4 blocks per call (the dashboard test's compile)
+    b = run_scenario("base", world, 64, 63, 5, settings=SimSettings(block_size=16, chunk_paths=16))  # 1 block per call
+    for book in ("baseline", "allocator"):
+        for name, values in a.metrics[book].items():
+            np.testing.assert_array_equal(values, b.metrics[book][name], err_msg=f"{book} {name}")
+    assert set(SCENARIOS) == set(SCENARIO_NAMES)
