@@ -53,7 +53,7 @@ def main() -> int:
     data = source.load()
     start, end = str(data.prices["date"].min()), str(data.prices["date"].max())
     print(f"regime-allocator demo: source = {source.describe()}, {start} .. {end}")
-    print(f"warehouse = {DuckDBWarehouse().path}; Dagster instance = {os.environ['DAGSTER_HOME']}")
+    print(f"warehouse = {DuckDBWarehouse().file}; Dagster instance = {os.environ['DAGSTER_HOME']}")
     instance = dg.DagsterInstance.get()
     job = defs.resolve_job_def("history_job")
     t0 = time.perf_counter()
@@ -80,7 +80,7 @@ def main() -> int:
     from alloc_assets.core.report import comparison_table
 
     settings = BacktestSettings()
-    out_dir = Path(settings.reports_dir) / settings.profile
+    out_dir = settings.reports_root() / settings.profile
     report = json.loads((out_dir / "two_pass_comparison.json").read_text())
     print(comparison_table(report))
     print(f"\nverdict: {report['verdict']['status']}")

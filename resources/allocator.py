@@ -45,8 +45,8 @@ class AllocatorSettings(dg.ConfigurableResource):
     rebalance_frequency: str = Field(default="monthly", description="monthly | weekly | daily")
     apply_missing_scalar_as: float = Field(default=1.0, description="Scalar applied before the first computed one")
     thrash_limit: int = Field(default=20, description="WARN above this many transitions in 252 days")
-    overrides_file: str = Field(default_factory=_default_overrides,
-                                description="CSV start,end,scalar,reason of human overrides (optional file)")
+    overrides_file: str = Field(default="", description="CSV start,end,scalar,reason of human overrides (optional "
+                                "file); empty = $ALLOC_OVERRIDES or $ALLOC_HOME/overrides.csv, resolved when used")
 
     def feature_config(self) -> FeatureConfig:
         return FeatureConfig()
@@ -77,7 +77,7 @@ class AllocatorSettings(dg.ConfigurableResource):
 
     def overrides(self) -> list[ScalarOverride]:
         """Human overrides from ``overrides_file`` (absent file: none). Errors name file, row, column."""
-        path = Path(self.overrides_file)
+        path = Path(self.overrides_file or _default_overrides())
         if not path.exists():
             return []
         out = []

@@ -39,13 +39,17 @@ class MarketDataSource(dg.ConfigurableResource):
     US equities set (20 stocks and the S&P 500, 1990-2022). Defaults to ``$ALLOC_MARKET_DATA``.
     """
 
-    path: str = Field(default_factory=_env_source, description="File or directory; empty = the bundled data set.")
+    path: str = Field(default="", description="File or directory; empty = $ALLOC_MARKET_DATA, else the bundled set "
+                      "(resolved when used).")
+
+    def _configured(self) -> str:
+        return self.path or _env_source()
 
     def location(self) -> Path:
-        return Path(self.path).expanduser().resolve() if self.path else BUNDLED_DIR
+        return Path(self._configured()).expanduser().resolve() if self._configured() else BUNDLED_DIR
 
     def describe(self) -> str:
-        return f"ALLOC_MARKET_DATA={self.location()}" if self.path else f"bundled data set ({BUNDLED_DIR.name})"
+        return f"{self.location()}" if self._configured() else f"bundled data set ({BUNDLED_DIR.name})"
 
     def load(self, files: list[str] | None = None) -> MarketData:
         """All rows of the source, or of the given files (e.g. landing files), with provenance."""

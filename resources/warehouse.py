@@ -29,18 +29,23 @@ _SESSIONS: dict[tuple[str, int], duckdb.DuckDBPyConnection] = {}
 class DuckDBWarehouse(dg.ConfigurableResource):
     """DuckDB database file holding one table per asset (DDL in ``sql/``)."""
 
-    path: str = Field(default_factory=default_warehouse_path, description="DuckDB database file.")
+    path: str = Field(default="", description="DuckDB database file; empty = $ALLOC_HOME/warehouse.duckdb "
+                      "(resolved when used, so the environment of the run decides).")
+
+    @property
+    def file(self) -> str:
+        return self.path or default_warehouse_path()
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
         """Reuse one connection for every call inside the block (an asset step), instead of one
         connection per query. Nested sessions share the outer one."""
-        key = (str(Path(self.path).resolve()), threading.get_ident())
+        key = (str(Path(self.file).resolve()), threading.get_ident())
         if key in _SESSIONS:
             yield
             return
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(self.path)
+        Path(self.file).parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(self.file)
         _SESSIONS[key] = con
         try:
             yield
@@ -51,12 +56,12 @@ class DuckDBWarehouse(dg.ConfigurableResource):
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection (the session's, inside ``session()``); read-only ones need an existing file."""
-        shared = _SESSIONS.get((str(Path(self.path).resolve()), threading.get_ident()))
+        shared = _SESSIONS.get((str(Path(self.file).resolve()), threading.get_ident()))
         if shared is not None:
             yield shared
             return
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(self.path, read_only=read_only and Path(self.path).exists())
+        Path(self.file).parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(self.file, read_only=read_only and Path(self.file).exists())
         try:
             yield con
         finally:
@@ -69,7 +74,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
                 con.execute((SQL_DIR / f"{name}.sql").read_text())
 
     def table_exists(self, table: str) -> bool:
-        if not Path(self.path).exists() and (str(Path(self.path).resolve()), threading.get_ident()) not in _SESSIONS:
+        if not Path(self.file).exists() and (str(Path(self.file).resolve()), threading.get_ident()) not in _SESSIONS:
             return False
         with self.connect(read_only=True) as con:
             rows = con.execute(
@@ -137,7 +142,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
 
     def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
         """Run a read query and return a polars frame (empty frame if the database does not exist)."""
-        if not Path(self.path).exists() and (str(Path(self.path).resolve()), threading.get_ident()) not in _SESSIONS:
+        if not Path(self.file).exists() and (str(Path(self.file).resolve()), threading.get_ident()) not in _SESSIONS:
             return pl.DataFrame()
         with self.connect(read_only=True) as con:
             return pl.from_arrow(con.sql(sql, params=params or None).to_arrow_table())

@@ -14,6 +14,7 @@
 
 import datetime as dt
 import hashlib
+import os
 import json
 import shutil
 from pathlib import Path
@@ -32,10 +33,10 @@ from resources.settings import default_landing_dir
 class LandingZone(dg.ConfigurableResource):
     """Where new daily market files land (``$ALLOC_HOME/landing``)."""
 
-    path: str = Field(default_factory=default_landing_dir, description="Directory watched by the sensor")
+    path: str = Field(default="", description="Directory watched by the sensor; empty = $ALLOC_HOME/landing")
 
     def directory(self) -> Path:
-        p = Path(self.path)
+        p = Path(self.path or default_landing_dir())
         p.mkdir(parents=True, exist_ok=True)
         return p
 
@@ -79,7 +80,14 @@ def _reject(zone: LandingZone, path: Path, reason: str) -> None:
     (zone.rejected() / f"{path.name}.reason.txt").write_text(reason + "\n")
 
 
-@dg.sensor(job=history_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED,
+#: ``ALLOC_AUTOMATION=on`` starts the schedule and sensors with the daemon (otherwise: turn them on in the UI).
+_ON = os.environ.get("ALLOC_AUTOMATION", "").lower() in ("on", "1", "true", "running")
+_SENSOR_STATUS = dg.DefaultSensorStatus.RUNNING if _ON else dg.DefaultSensorStatus.STOPPED
+_SCHEDULE_STATUS = dg.DefaultScheduleStatus.RUNNING if _ON else dg.DefaultScheduleStatus.STOPPED
+_SENSOR_INTERVAL = int(os.environ.get("ALLOC_SENSOR_INTERVAL_SECONDS", "30"))
+
+
+@dg.sensor(job=history_job, minimum_interval_seconds=_SENSOR_INTERVAL, default_status=_SENSOR_STATUS,
            description="Runs the daily layers for each new or corrected landing file (validated first).")
 def new_market_data_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
     cursor = json.loads(context.cursor) if context.cursor else {}
@@ -110,7 +118,7 @@ def new_market_data_sensor(context: dg.SensorEvaluationContext, landing: Landing
 
 
 @dg.schedule(job=history_job, cron_schedule="30 18 * * 1-5", execution_timezone=EXCHANGE_TIMEZONE,
-             default_status=dg.DefaultScheduleStatus.STOPPED,
+             default_status=_SCHEDULE_STATUS,
              description="Each weekday at 18:30 New York time: that trading day through every daily layer.")
 def daily_schedule(context: dg.ScheduleEvaluationContext):
     day = context.scheduled_execution_time.astimezone(ZoneInfo(EXCHANGE_TIMEZONE)).date()
@@ -121,7 +129,7 @@ def daily_schedule(context: dg.ScheduleEvaluationContext):
 
 
 @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[history_job],
-                      request_job=report_job, default_status=dg.DefaultSensorStatus.STOPPED,
+                      request_job=report_job, default_status=_SENSOR_STATUS, minimum_interval_seconds=_SENSOR_INTERVAL,
                       description="Refreshes weights, backtests and the report after each successful history_job run.")
 def report_after_history(context: dg.RunStatusSensorContext):
     return dg.RunRequest(run_key=f"report-after-{context.dagster_run.run_id}")

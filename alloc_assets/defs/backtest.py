@@ -54,7 +54,10 @@ class BacktestSettings(dg.ConfigurableResource):
     cost_bps: float = Field(default=5.0, description="Cost in basis points of traded notional")
     cash_rate: float = Field(default=0.0, description="Annual rate earned by the unscaled remainder (decimal)")
     allocator_mode: str = Field(default="precomputed", description="off | compute | precomputed")
-    reports_dir: str = Field(default_factory=default_reports_dir, description="Where report files go")
+    reports_dir: str = Field(default="", description="Where report files go; empty = $ALLOC_HOME/reports")
+
+    def reports_root(self) -> Path:
+        return Path(self.reports_dir or default_reports_dir())
 
 
 def _specs(asset: str, checks: dict) -> list[dg.AssetCheckSpec]:
@@ -328,7 +331,7 @@ def comparison_report(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
     config.update(cost_bps=backtest.cost_bps, cash_rate=backtest.cash_rate)
     report = build_report(dates, _result_from_table(base), _result_from_table(scaled), scalar_dates, scalars, labels,
                           profile=backtest.profile, mode=backtest.allocator_mode, allocator_config=config)
-    out_dir = Path(backtest.reports_dir) / backtest.profile
+    out_dir = backtest.reports_root() / backtest.profile
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = write_report_figures(out_dir, dates, base["equity"].to_numpy(), scaled["equity"].to_numpy(),
                                    scalar_dates, scalars, labels, probabilities=probs, floor=allocator.floor)

@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 
 from alloc_assets.core.calendar import sessions_between
-from alloc_assets.core.market_io import MarketDataError
+from alloc_assets.core.market_io import MarketData, MarketDataError
 from alloc_assets.defs.common import (
     WAREHOUSE_POOL,
     check_result,
@@ -84,6 +84,7 @@ def market_prices(
         except MarketDataError as exc:
             raise dg.Failure(description=str(exc), metadata={"file": exc.file or "", "row": exc.row or 0,
                                                              "column": exc.column or ""}) from exc
+        data = _split_benchmark_columns(data, _stored_benchmark_names(warehouse))
         universe = config.symbols or _stored_universe(warehouse, start, end) or sorted(data.prices["symbol"].unique().to_list())
         window = data.prices.filter((pl.col("date") >= start) & (pl.col("date") <= end)) if not config.files else data.prices
         sessions = list(sessions_between(start, end).date)
@@ -123,6 +124,25 @@ def market_prices(
         )
         for o in outcomes:
             yield check_result(o, "market_prices")
+
+
+def _stored_benchmark_names(warehouse: DuckDBWarehouse) -> list[str]:
+    if not warehouse.table_exists("market_benchmark"):
+        return []
+    return warehouse.query("SELECT DISTINCT name FROM market_benchmark")["name"].to_list()
+
+
+def _split_benchmark_columns(data: MarketData, names: list[str]) -> MarketData:
+    """A landing file may carry the benchmark as one more column (e.g. ``SP500``): store it as the
+    benchmark, not as a stock."""
+    if not names or data.benchmark is not None:
+        return data
+    is_bench = pl.col("symbol").is_in(names)
+    bench = data.prices.filter(is_bench)
+    if bench.height == 0:
+        return data
+    bench = bench.rename({"symbol": "name"}).select("date", "name", "close", "source_file", "source_row", "source_column")
+    return MarketData(data.prices.filter(~is_bench), bench, data.sectors, data.files)
 
 
 def _stored_universe(warehouse: DuckDBWarehouse, start: dt.date, end: dt.date) -> list[str]:
