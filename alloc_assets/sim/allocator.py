@@ -482,18 +482,17 @@ def regime_step(state: AllocatorState, feats, warm, refresh, config: AllocatorCo
     s1 = decay * state.s1 + w * x
     s2 = decay * state.s2 + w * (x * x)
 
-    # At a refresh the buffered bins join the histogram (a loop of zero trips on other days, kept
-    # out of the conditional so that XLA updates both buffers in place), then the thresholds.
+    # At a refresh the buffered bins join the histogram and the thresholds are re-read from it.
     if state.recent.shape[0] == 0:
         raise ValueError("the allocator state has no score buffer: size it with with_score_buffer(state, length)")
-    hist = backend.merge_recent(state.hist, state.recent, xp.where(refresh, state.recent_count[0], 0))
 
     def refreshed(operand):
         hist, current = operand
+        hist = backend.merge_recent(hist, state.recent, state.recent_count[0])
         n = backend.count(hist)
-        return xp.where((n >= cfg.min_history_days)[None, :], _histogram_thresholds(hist, n, config, dtype, backend), current)
+        return hist, xp.where((n >= cfg.min_history_days)[None, :], _histogram_thresholds(hist, n, config, dtype, backend), current)
 
-    thresholds = backend.cond(refresh, refreshed, lambda operand: operand[1], (hist, state.thresholds))
+    hist, thresholds = backend.cond(refresh, refreshed, lambda operand: operand, (state.hist, state.thresholds))
     probs = _probabilities(score, thresholds, cfg.prob_width, backend)
 
     lo, nbins = _hist_layout(cfg)
