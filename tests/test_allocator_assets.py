@@ -105,8 +105,12 @@ def test_layers_filled_from_the_first_day(batch):
         assert table(wh, name).height == n, name
     state = table(wh, "latent_state")
     assert not state["warm"][0] and state["warm"][-1]
-    probs = table(wh, "regime_series").select("p_normal", "p_elevated", "p_stress", "p_crisis").to_numpy()
+    regimes = table(wh, "regime_series")
+    probs = regimes.select("p_normal", "p_elevated", "p_stress", "p_crisis").to_numpy()
     assert np.all((probs >= 0) & (probs <= 1)) and np.max(np.abs(probs.sum(axis=1) - 1)) <= 1e-9
+    # early warning: stress score above 0.6 or P(STRESS) + P(CRISIS) above 0.35
+    expected = (regimes["score"].to_numpy() > 0.6) | (probs[:, 2] + probs[:, 3] > 0.35)
+    assert np.array_equal(regimes["early_warning"].to_numpy(), expected) and expected.any()
 
 
 def test_deterministic(batch, tmp_path, full_source):

@@ -24,6 +24,7 @@ import gzip
 import io
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -271,15 +272,19 @@ def _check_landing_dates(frame: pl.DataFrame, path: Path) -> None:
             path, row=int(r["source_row"]), column="date")
 
 
+@lru_cache(maxsize=1)
+def _session_set() -> frozenset:
+    return frozenset(trading_sessions().date)
+
+
 def _check_sessions(frame: pl.DataFrame) -> None:
     """Every date is an NYSE session: a weekend or holiday row can never belong to a partition."""
     if frame.height == 0:
         return
-    dates = frame["date"].unique().to_numpy().astype("datetime64[D]")
-    sessions = trading_sessions().to_numpy().astype("datetime64[D]")
-    off = dates[~np.isin(dates, sessions)]
-    if len(off):
-        first = pd.Timestamp(off.min()).date()
+    sessions = _session_set()
+    off = sorted(d for d in frame["date"].unique().to_list() if d not in sessions)
+    if off:
+        first = off[0]
         r = frame.filter(pl.col("date") == first).row(0, named=True)
         raise MarketDataError(
             f"{first} is not an NYSE trading day (weekend or exchange holiday), so it belongs to no partition",

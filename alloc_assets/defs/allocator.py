@@ -247,6 +247,7 @@ def regime_series(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse,
         _require_complete([dt.date.fromisoformat(str(d)) for d in state.dates], from_date, end, "latent_state", "regime_series")
         frame_all, checkpoints = regimes_in_pieces(state, cfg, carry, start)
         frame = _window_filter(frame_all, start, end)
+        frame = frame.with_columns(early_warning(frame).alias("early_warning"))
         outcomes = [pandera_outcome(CHECK_PROBABILITIES, REGIME_CHECKS, RegimeSeries, frame)]
         labels_hist = _recent_labels(warehouse, start, frame)
         transitions = int((labels_hist[1:] != labels_hist[:-1]).sum()) if len(labels_hist) > 1 else 0
@@ -260,6 +261,12 @@ def regime_series(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse,
         yield from raise_on_blocking(context, outcomes, asset="regime_series")
         warehouse.replace_window({"regime_series": frame}, start, end,
                                  carries=warehouse.carry_frame("regime_series", h, checkpoints))
+        warned = frame.filter(pl.col("early_warning"))
+        if warned.height:
+            context.log.warning(
+                f"EARLY WARNING on {warned.height} day(s) of {start}..{end} (stress score > {EARLY_WARNING_SCORE} or "
+                f"P(STRESS)+P(CRISIS) > {EARLY_WARNING_PROB}); latest {warned['date'][-1]}: regime {warned['regime'][-1]}, "
+                f"score {warned['score'][-1]:.2f}, P(STRESS)+P(CRISIS) {warned['p_stress'][-1] + warned['p_crisis'][-1]:.2f}")
         stats = regime_statistics(frame["date"].to_numpy().astype("datetime64[D]"),
                                   np.array([["NORMAL", "ELEVATED", "STRESS", "CRISIS"].index(r) for r in frame["regime"]]))
         last = frame.tail(1).to_dicts()[0]
@@ -272,6 +279,8 @@ def regime_series(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse,
                 "method": cfg.method.value,
                 "last_date": str(last["date"]),
                 "last_regime": last["regime"],
+            "early_warning_days": int(frame["early_warning"].sum()),
+            "early_warning_last_date": bool(last["early_warning"]),
                 "last_probabilities": dg.MetadataValue.json({c: round(last[c], 6) for c in PROBABILITY_COLUMNS}),
                 "why_last_date": dg.MetadataValue.md(
                     f"Stress score {last['score']:.3f} on {last['date']}; contributions (weight x z-score):\n\n"
@@ -282,6 +291,15 @@ def regime_series(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse,
         )
         for o in outcomes:
             yield check_result(o, "regime_series")
+
+
+EARLY_WARNING_SCORE = 0.6
+EARLY_WARNING_PROB = 0.35
+
+
+def early_warning(frame: pl.DataFrame) -> pl.Expr:
+    """The early-warning flag: stress score above 0.6 or P(STRESS) + P(CRISIS) above 0.35."""
+    return (pl.col("score") > EARLY_WARNING_SCORE) | ((pl.col("p_stress") + pl.col("p_crisis")) > EARLY_WARNING_PROB)
 
 
 def _recent_labels(warehouse: DuckDBWarehouse, start: dt.date, frame: pl.DataFrame) -> np.ndarray:

@@ -144,6 +144,18 @@ def _run_blocks(block_fn, spec, traced, key, n_paths: int, settings: SimSettings
     return jax.tree_util.tree_map(join, *host)
 
 
+def _materialise(x, t):
+    """``x``, computed once into a buffer that its consumers read.
+
+    The models build a day's returns as one long elementwise expression (unrolled products, chosen
+    because they round identically whatever the chunk size). XLA on CPU fuses such a producer into
+    each of its consumers, so the allocator's ~40 covariance updates each recomputed every regime's
+    shocks (10x slower); ``optimization_barrier`` does not stop that, a conditional does: this one
+    always takes its first branch (``t >= 1`` in the scan) and costs next to nothing.
+    """
+    return lax.cond(t >= 0, lambda v: v, lambda v: jax.tree_util.tree_map(jnp.zeros_like, v), x)
+
+
 def _x64(settings: SimSettings):
     return jax.enable_x64(settings.dtype == "float64")
 
@@ -271,6 +283,7 @@ def _strategy_block(spec: _StrategySpec, inp: _StrategyInputs, block_key):
         mstate, astate, books = carry
         t, rebalance, refresh = xs
         mstate, r = model.step(mstate, jax.random.fold_in(block_key, t), t, b)
+        r = _materialise(r, t)
         books, gross = strat.drift(books, jnp.expm1(r), inp.cash_rate)
         astate, out = alloc.allocator_day(astate, r, (inp.row0 + t) >= warm_days, refresh, rebalance, cfg)
         books, cost = strat.trade(books, _targets(spec, model, astate, out["applied"]), rebalance, spec.strategy.cost_bps)
