@@ -43,6 +43,17 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         self._batch_thread: int | None = None
         super().__init__(base_dir, inst_data)
 
+    def has_table(self, table_name: str) -> bool:
+        """Cached once true: the parent opens a new engine on the index shard for every asset
+        event just to ask whether an (append-only) table exists."""
+        cache = self.__dict__.setdefault("_tables_seen", set())
+        if table_name in cache:
+            return True
+        found = super().has_table(table_name)
+        if found:
+            cache.add(table_name)
+        return found
+
     @classmethod
     def from_config_value(cls, inst_data, config_value):  # same config as the parent
         return cls(inst_data=inst_data, **dict(config_value))

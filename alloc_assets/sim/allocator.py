@@ -16,8 +16,10 @@ Not ported: the HMM method (``RegimeMethod.HMM`` refits by EM twice a year: ``Va
 overrides of applied scalars, and exogenous feature inputs (VIX, spreads): simulated paths carry
 prices only.
 
-Every function takes ``xp`` (``jax.numpy`` by default, or ``numpy``) and a ``Backend`` for the three
-operations that differ (a branch, a scatter-add, the logistic function).
+Every step takes a ``Backend`` (``JAX`` by default, or ``NUMPY``): its array namespace ``xp`` plus
+the few operations that must differ between the two (a branch, scatters, reductions over a small
+leading axis, which XLA on CPU runs much faster unrolled, and the logistic function). Measured
+against the pipeline on simulated paths the float64 differences are about 1e-14.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.special
 
-from alloc_assets.core.features import TRADING_DAYS_PER_YEAR, FeatureConfig, IndexSource, _hl_alpha, _pairs, _span_alpha, feature_specs
+from alloc_assets.core.features import TRADING_DAYS_PER_YEAR, FeatureConfig, IndexSource, _hl_alpha, _span_alpha, feature_specs
 from alloc_assets.core.regimes import (
     RegimeConfig,
     RegimeMethod,
@@ -437,7 +439,8 @@ def _histogram_thresholds(hist, n, config: AllocatorConfig, dtype, backend: Back
     cfg = config.regimes.score
     lo, _ = _hist_layout(cfg)
     n = n.astype(dtype)
-    # integer ranks (exact): ceil(q n) computed in the working precision as the pipeline does in float64
+    # ranks ceil(q n) in the working precision: exactly the pipeline's in float64; in float32 a rank
+    # can (rarely) differ by one where q n rounds across an integer
     ranks = xp.stack([xp.maximum(1.0, xp.ceil(q * n)) for q in cfg.quantiles]).astype(hist.dtype)
     idx = backend.searchsorted_cumulative(hist, ranks)
     out = [lo + (idx[k].astype(dtype) + 0.5) * cfg.histogram_bin for k in range(len(cfg.quantiles))]

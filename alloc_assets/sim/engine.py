@@ -5,9 +5,10 @@ Layout and memory
 Paths are cut into **blocks** of ``block_size`` paths (default 1,000). A block is the unit of
 randomness: its key is ``fold_in(key, block_index)`` and day t's normals are drawn inside the scan
 step from ``fold_in(block_key, t)`` (never materialised for the whole horizon). Blocks are grouped
-into **chunks** of about ``chunk_paths`` paths (default 10,000), the unit of work: one compiled call
-runs ``vmap`` over the chunk's blocks and, when JAX has several devices, ``shard_map`` over them
-(each device a chunk). Memory is bounded by the chunk, not by the number of paths. The results of a
+into **chunks** of about ``chunk_paths`` paths per device (default 1,000), the unit of work: one
+compiled call runs ``vmap`` over the chunk's blocks and, when JAX has several devices,
+``shard_map`` over them (each device a chunk); calls are dispatched asynchronously one after the
+other. Memory is bounded by the chunk, not by the number of paths. The results of a
 path depend on ``key``, ``block_size`` and the path index, never on ``chunk_paths`` or the number of
 devices (the tests check bit-identity).
 
@@ -34,7 +35,7 @@ import dataclasses
 import functools
 import math
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -57,12 +58,14 @@ class SimSettings:
     """How paths are laid out and computed (static).
 
     block_size : paths per PRNG block (part of a result's identity: same key and block size, same paths).
-    chunk_paths : paths per compiled call and device (memory bound); rounded to whole blocks.
+    chunk_paths : paths per compiled call and device (memory bound); rounded to whole blocks. On
+        CPU 1,000 is fastest for the allocator kernel (its ~420 covariance rows of 1,000 paths stay
+        in a 2 MB L2 cache: measured 15 % faster than 5,000); on a GPU use 100,000 or more.
     dtype : ``"float32"`` or ``"float64"``.
     """
 
     block_size: int = 1000
-    chunk_paths: int = 10_000
+    chunk_paths: int = 1000
     dtype: str = "float32"
 
     def __post_init__(self) -> None:

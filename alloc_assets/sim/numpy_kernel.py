@@ -40,12 +40,16 @@ def recovery_days_np(returns: np.ndarray) -> np.ndarray:
 
 
 def vol_cluster_share_np(returns: np.ndarray, window: int = CLUSTER_WINDOW, multiple: float = CLUSTER_MULTIPLE) -> np.ndarray:
-    """``metrics.vol_cluster_share`` in NumPy (sliding windows), returns (T, ...) -> (...)."""
+    """``metrics.vol_cluster_share`` in NumPy (window sums of demeaned returns, float64), (T, ...) -> (...)."""
     n = returns.shape[0]
     if n < window:
         return np.full(returns.shape[1:], np.nan)
-    win = np.lib.stride_tricks.sliding_window_view(returns, window, axis=0)  # (T - w + 1, ..., w)
-    var_w = np.var(win, axis=-1, ddof=1)
+    c = np.asarray(returns, dtype=np.float64) - np.mean(returns, axis=0)
+    zero = np.zeros((1,) + c.shape[1:])
+    s1 = np.concatenate([zero, np.cumsum(c, axis=0)])
+    s2 = np.concatenate([zero, np.cumsum(c * c, axis=0)])
+    w1 = s1[window:] - s1[:-window]
+    var_w = (s2[window:] - s2[:-window] - w1 * w1 / window) / (window - 1)
     return np.mean(var_w > multiple**2 * np.var(returns, axis=0, ddof=1), axis=0)
 
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from enum import Enum
 
 import jax
-import jax.numpy as jnp
 
 from alloc_assets.sim.allocator import JAX, Backend
 
