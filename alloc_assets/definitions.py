@@ -15,12 +15,13 @@ from alloc_assets.defs.automation import LandingZone, daily_schedule, new_market
 from alloc_assets.defs.backtest import BACKTEST_ASSETS, BacktestSettings
 from alloc_assets.defs.jobs import history_job, report_job
 from alloc_assets.defs.market import market_prices
+from alloc_assets.defs.sim import SIM_ASSETS, SimulationSettings
 from resources.allocator import AllocatorSettings
 from resources.market_source import MarketDataSource
 from resources.warehouse import DuckDBWarehouse
 
 defs = dg.Definitions(
-    assets=[market_prices, *ALLOCATOR_ASSETS, *BACKTEST_ASSETS],
+    assets=[market_prices, *ALLOCATOR_ASSETS, *BACKTEST_ASSETS, *SIM_ASSETS],
     jobs=[history_job, report_job],
     schedules=[daily_schedule],
     sensors=[new_market_data_sensor, report_after_history],
@@ -30,5 +31,6 @@ defs = dg.Definitions(
         "allocator": AllocatorSettings(),
         "backtest": BacktestSettings(),
         "landing": LandingZone(),
+        "simulation": SimulationSettings(),
     },
 )

@@ -18,3 +18,4 @@ report_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("strategy", "report"),
     description="Weights, both backtests and the two-pass comparison report over the stored history.",
 )
+
