@@ -91,6 +91,27 @@ def main() -> int:
     print("\nreports:")
     for path in sorted(out_dir.iterdir()):
         print(f"  {path}")
+    t0 = time.perf_counter()
+    from alloc_assets.defs.sim import SCENARIOS, SimulationSettings, scenario_models, stress_tests
+
+    sim_paths = int(os.environ.get("ALLOC_DEMO_PATHS", "2000"))
+    resources = {"warehouse": DuckDBWarehouse(), "simulation": SimulationSettings(n_paths=sim_paths)}
+    if not dg.materialize([scenario_models], instance=instance, resources=resources).success:
+        print("scenario_models FAILED", file=sys.stderr)
+        return 1
+    for name in SCENARIOS:
+        if not dg.materialize([stress_tests], instance=instance, resources=resources, partition_key=name).success:
+            print(f"stress_tests[{name}] FAILED", file=sys.stderr)
+            return 1
+    dash = DuckDBWarehouse().query(
+        "SELECT scenario, book, round(stressed_sharpe, 2) AS sharpe, round(p_drawdown_20, 3) AS p_dd20, "
+        "round(p_drawdown_30, 3) AS p_dd30, round(cvar_95, 4) AS cvar_95 FROM stress_dashboard ORDER BY scenario, book")
+    print(f"\nstress tests ({sim_paths} paths x 1,260 days per scenario, {time.perf_counter() - t0:.0f} s): "
+          "stress_dashboard table")
+    import polars as pl
+
+    with pl.Config(tbl_rows=40, tbl_hide_dataframe_shape=True):
+        print(dash)
     print(f"\nOpen the UI with `make ui` (http://127.0.0.1:3000): runs {result.run_id[:8]} and {report_run.run_id[:8]}.")
     return 0
 
