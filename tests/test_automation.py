@@ -1,4 +1,5 @@
-"""Schedule and sensor through Dagster's harnesses (build_schedule_context / build_sensor_context)."""
+"""Schedule and sensors through Dagster's harnesses (build_schedule_context / build_sensor_context /
+build_run_status_sensor_context)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,20 @@ import json
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+import numpy as np
 import pytest
+from polars.testing import assert_frame_equal
 
+from alloc_assets.core.calendar import stored_sessions_after
+from alloc_assets.core.panel import load_bundled_panel
 from alloc_assets.definitions import defs
-from alloc_assets.defs.automation import LandingZone, daily_schedule, new_market_data_sensor
+from alloc_assets.defs.allocator import ALLOCATOR_ASSETS
+from alloc_assets.defs.automation import LandingZone, daily_schedule, new_market_data_sensor, report_after_history
+from alloc_assets.defs.market import market_prices
+from alloc_assets.partitions import RANGE_END_TAG, RANGE_START_TAG, range_tags
+from resources.allocator import AllocatorSettings
+from resources.market_source import MarketDataSource
+from resources.warehouse import DuckDBWarehouse
 
 NY = ZoneInfo("America/New_York")
 SYMS = ["AAA", "BBB", "CCC"]
@@ -116,3 +127,76 @@ def test_sensor_tick_over_many_files_is_cheap(tmp_path):
     assert len(result.run_requests) == len(days)
     result2, _ = evaluate(landing, ctx.cursor)
     assert isinstance(result2, dg.SkipReason)
+
+
+def test_stored_sessions_after_stops_at_the_first_gap():
+    # 2022-12-26 is a holiday (Christmas observed): 12-23 and 12-27 are consecutive sessions
+    stored = ["2022-12-20", "2022-12-23", "2022-12-27", "2022-12-29"]
+    assert stored_sessions_after("2022-12-22", stored) == ["2022-12-23", "2022-12-27"]
+    assert stored_sessions_after("2022-12-21", stored) == []          # 12-22 itself is missing
+    assert stored_sessions_after("2022-12-29", stored) == []
+
+
+def _day_file(directory, day: str):
+    """The bundled closes of ``day`` (every digit) as a landing file, with the benchmark column."""
+    panel = load_bundled_panel()
+    i = int(np.searchsorted(panel.dates, np.datetime64(day)))
+    assert str(panel.dates[i])[:10] == day
+    header = ["date", *panel.symbols, "SP500"]
+    values = [day, *[f"{v:.17g}" for v in panel.close[i]], f"{panel.benchmark[i]:.17g}"]
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"prices_{day}.csv"
+    path.write_text(",".join(header) + "\n" + ",".join(values) + "\n")
+    return path
+
+
+def _after(instance, result):
+    context = dg.build_run_status_sensor_context(
+        sensor_name="report_after_history", dagster_event=result.get_run_success_event(),
+        dagster_instance=instance, dagster_run=result.dagster_run)
+    return report_after_history(context)
+
+
+def test_days_out_of_order_are_caught_up_and_equal_the_in_order_run(alloc_home, tmp_path):
+    """History to 12-21; the file of 12-23 lands before the one of 12-22. The 12-23 run stores its
+    prices but its allocator layers stop (12-22 missing, nothing written); after 12-22 succeeds,
+    the run-status sensor asks for the allocator layers of 12-23, and that run's success asks for
+    the report. The tables then equal one in-order range run on a separate warehouse."""
+    instance = dg.DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("history_job")
+    first, late, early = "2022-11-01", "2022-12-23", "2022-12-22"
+    assert job.execute_in_process(instance=instance, tags=range_tags(first, "2022-12-21")).success
+
+    def land(day):
+        path = _day_file(alloc_home / "landing", day)
+        return job.execute_in_process(instance=instance, partition_key=day, raise_on_error=False,
+                                      run_config={"ops": {"market_prices": {"config": {"files": [str(path)]}}}})
+
+    wh = DuckDBWarehouse(path=str(alloc_home / "warehouse.duckdb"))
+    assert not land(late).success
+    assert wh.query(f"SELECT count(*) AS n FROM market_prices WHERE date = DATE '{late}'")["n"][0] == 20
+    assert wh.query(f"SELECT count(*) AS n FROM latent_state WHERE date = DATE '{late}'")["n"][0] == 0
+
+    on_time = land(early)
+    assert on_time.success
+    request = _after(instance, on_time)
+    assert request.job_name == "history_job"
+    assert set(request.asset_selection) == {a.key for a in ALLOCATOR_ASSETS}
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == (late, late)
+
+    catch_up = job.execute_in_process(instance=instance, asset_selection=request.asset_selection, tags=request.tags)
+    assert catch_up.success
+    follow = _after(instance, catch_up)
+    assert follow.job_name == "report_job" and follow.asset_selection is None
+
+    ref = DuckDBWarehouse(path=str(tmp_path / "in_order.duckdb"))
+    assert dg.materialize([market_prices, *ALLOCATOR_ASSETS], instance=dg.DagsterInstance.ephemeral(),
+                          resources={"warehouse": ref, "market_source": MarketDataSource(),
+                                     "allocator": AllocatorSettings()},
+                          tags=range_tags(first, late)).success
+    for name in ("latent_state", "regime_series", "risk_scalars", "applied_scalars"):
+        got = wh.query(f"SELECT * FROM {name} ORDER BY date")
+        want = ref.query(f"SELECT * FROM {name} ORDER BY date")
+        if name != "applied_scalars":  # that one has rows at rebalance dates only (month ends)
+            assert got["date"].max() == dt.date.fromisoformat(late), name
+        assert_frame_equal(got, want, check_exact=False, rel_tol=0.0, abs_tol=1e-12)

@@ -43,14 +43,16 @@ def test_partitions_are_the_nyse_sessions_of_the_bundled_set():
 
 @pytest.mark.slow
 def test_full_history_single_run_equals_the_bundled_file(alloc_home):
-    """8,313 partitions in ONE run; stored closes equal the file's decimals to the last digit."""
+    """8,313 partitions of market_prices in ONE run (the history job restricted to the market layer;
+    the allocator layers over the full history run in `make demo` and the benchmarks); stored closes
+    equal the file's decimals to the last digit."""
     from alloc_assets.definitions import defs
     from resources.warehouse import DuckDBWarehouse
 
     symbols, dates, values = _bundled_rows()
     instance = dg.DagsterInstance.ephemeral()
     result = defs.resolve_job_def("history_job").execute_in_process(
-        instance=instance, tags=range_tags(dates[0], dates[-1]))
+        instance=instance, tags=range_tags(dates[0], dates[-1]), asset_selection=[dg.AssetKey("market_prices")])
     assert result.success
     assert len(instance.get_runs()) == 1
     assert len(result.asset_materializations_for_node("market_prices")) == 8313

@@ -8,6 +8,7 @@ weekdays minus the exchange's full-day holidays and special closures (e.g. 2001-
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from enum import Enum
 from functools import lru_cache
 
@@ -51,6 +52,26 @@ def sessions_between(start: dt.date | str, end: dt.date | str) -> pd.DatetimeInd
     """NYSE sessions in the closed interval [start, end]."""
     s = trading_sessions()
     return s[(s >= pd.Timestamp(start)) & (s <= pd.Timestamp(end))]
+
+
+def stored_sessions_after(day: dt.date | str, stored: Iterable[str]) -> list[str]:
+    """The sessions right after ``day`` that are all in ``stored`` (ISO keys), up to the first gap.
+
+    After an earlier day lands late (or is corrected), these later days hold data whose derived
+    layers were computed without it (or from the old values): they are the range to recompute. The
+    range stops at the first session without data, since the layers cannot run across a hole.
+    """
+    have = {str(k) for k in stored}
+    later = sorted(k for k in have if k > str(pd.Timestamp(day).date()))
+    if not later:
+        return []
+    out: list[str] = []
+    for ts in sessions_between(pd.Timestamp(day) + pd.Timedelta(days=1), later[-1]):
+        key = ts.strftime("%Y-%m-%d")
+        if key not in have:
+            break
+        out.append(key)
+    return out
 
 
 class RebalanceFrequency(str, Enum):

@@ -9,7 +9,11 @@
   and the tick says why; the sensor itself never crashes on bad input.
 - ``report_after_history``: when a ``history_job`` run succeeds, ``report_job`` refreshes the
   weights, both backtests and the report (a run-status sensor, so propagation does not depend on
-  ``AutomationCondition.eager()``, which only sees the latest partition).
+  ``AutomationCondition.eager()``, which only sees the latest partition). Days out of order: if
+  the run stored market data for a window and later days are already stored (an earlier day
+  landed late, or was corrected), the later days' allocator layers were computed without it, so
+  the sensor first requests ``history_job`` for the allocator layers over those later days (up to
+  the first gap); that run's success then refreshes the report.
 """
 
 import datetime as dt
@@ -24,9 +28,12 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from alloc_assets.core.calendar import EXCHANGE_TIMEZONE, is_trading_day
+from alloc_assets.core.calendar import EXCHANGE_TIMEZONE, is_trading_day, stored_sessions_after
 from alloc_assets.core.market_io import LANDING_NAME, MarketDataError, read_market_data
+from alloc_assets.defs.allocator import ALLOCATOR_ASSETS
 from alloc_assets.defs.jobs import history_job, report_job
+from alloc_assets.defs.market import market_prices
+from alloc_assets.partitions import RANGE_END_TAG, RANGE_START_TAG, range_tags
 from resources.settings import default_landing_dir
 
 
@@ -117,6 +124,8 @@ _ON = os.environ.get("ALLOC_AUTOMATION", "").lower() in ("on", "1", "true", "run
 _SENSOR_STATUS = dg.DefaultSensorStatus.RUNNING if _ON else dg.DefaultSensorStatus.STOPPED
 _SCHEDULE_STATUS = dg.DefaultScheduleStatus.RUNNING if _ON else dg.DefaultScheduleStatus.STOPPED
 _SENSOR_INTERVAL = int(os.environ.get("ALLOC_SENSOR_INTERVAL_SECONDS", "30"))
+MARKET_KEY = market_prices.key
+ALLOCATOR_KEYS = tuple(a.key for a in ALLOCATOR_ASSETS)
 
 
 @dg.sensor(job=history_job, minimum_interval_seconds=_SENSOR_INTERVAL, default_status=_SENSOR_STATUS,
@@ -160,11 +169,36 @@ def daily_schedule(context: dg.ScheduleEvaluationContext):
     return dg.RunRequest(run_key=key, partition_key=key)
 
 
+def _run_window(run: dg.DagsterRun) -> tuple[str, str] | None:
+    """The partition window of a run: its partition key, or its range tags."""
+    tags = run.tags
+    if "dagster/partition" in tags:
+        return tags["dagster/partition"], tags["dagster/partition"]
+    if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
+        return tags[RANGE_START_TAG], tags[RANGE_END_TAG]
+    return None
+
+
 @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[history_job],
-                      request_job=report_job, default_status=_SENSOR_STATUS, minimum_interval_seconds=_SENSOR_INTERVAL,
-                      description="Refreshes weights, backtests and the report after each successful history_job run.")
+                      request_jobs=[history_job, report_job], default_status=_SENSOR_STATUS,
+                      minimum_interval_seconds=_SENSOR_INTERVAL,
+                      description=("After a successful history_job run: if it stored market data and later days are "
+                                   "already stored, recomputes the allocator layers of those days; otherwise "
+                                   "refreshes weights, backtests and the report."))
 def report_after_history(context: dg.RunStatusSensorContext):
-    return dg.RunRequest(run_key=f"report-after-{context.dagster_run.run_id}")
+    run = context.dagster_run
+    window = _run_window(run)
+    wrote_market = not run.asset_selection or MARKET_KEY in run.asset_selection  # empty: the whole job
+    if window is not None and wrote_market:
+        later = stored_sessions_after(window[1], context.instance.get_materialized_partitions(MARKET_KEY))
+        if later:
+            context.log.info(f"{window[1]} landed before {len(later)} later stored day(s): "
+                             f"recomputing the allocator layers for {later[0]}..{later[-1]}")
+            return dg.RunRequest(
+                run_key=f"catch-up-after-{run.run_id}", job_name=history_job.name,
+                asset_selection=list(ALLOCATOR_KEYS), tags={**range_tags(later[0], later[-1]), "alloc/catch_up_after": run.run_id},
+            )
+    return dg.RunRequest(run_key=f"report-after-{run.run_id}", job_name=report_job.name)
 
 
 def landing_file_day(path: str) -> dt.date | None:
