@@ -3,7 +3,7 @@
 A history through 2022-12-28 (the bundled set's last day) is stored first; then a landing file for
 the next trading day, 2022-12-29, is dropped. The running sensor must request a run, the daily
 layers must store that day, the run-status sensor must refresh the report, all within a bounded
-time. The same setup serves the browser test (tests/test_ui_browser.py).
+time. Then two days land out of order and the daemon must catch the later one up. The same setup serves the browser test (tests/test_ui_browser.py).
 """
 
 from __future__ import annotations
@@ -43,17 +43,44 @@ def _python(code: str, env: dict) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
-def landing_file(directory: Path) -> Path:
-    """Closes for NEXT_DAY: the last bundled close moved by a small deterministic return, plus SP500."""
+def landing_file(directory: Path, day: str = NEXT_DAY, seed: int = 7) -> Path:
+    """Closes for ``day``: the last bundled close moved by a small deterministic return, plus SP500."""
     panel = load_bundled_panel()
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     close = panel.close[-1] * (1 + rng.normal(0, 0.01, len(panel.symbols)))
     header = ["date", *panel.symbols, "SP500"]
-    values = [NEXT_DAY, *[f"{v:.6f}" for v in close], f"{panel.benchmark[-1] * 1.004:.4f}"]
+    values = [day, *[f"{v:.6f}" for v in close], f"{panel.benchmark[-1] * 1.004:.4f}"]
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"prices_{NEXT_DAY}.csv"
+    path = directory / f"prices_{day}.csv"
     path.write_text(",".join(header) + "\n" + ",".join(values) + "\n")
     return path
+
+
+def _last_dates(warehouse: Path) -> dict[str, str] | None:
+    """max(date) of each daily table, or None while a run holds the DuckDB write lock."""
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        return {t: str(con.execute(f"SELECT max(date) FROM {t}").fetchone()[0])
+                for t in ("market_prices", "latent_state", "regime_series", "risk_scalars")}
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+
+
+def _wait(what: str, predicate, log: Path, seconds: float = 240):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(2)
+    pytest.fail(f"timed out waiting for {what}\n" + log.read_text()[-4000:])
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +155,26 @@ def test_landing_file_reaches_the_report(running_dagster):
     finally:
         con.close()
     (tmp / "e2e_seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
+
+    # Days out of order, through the daemon: 2023-01-03 lands before 2022-12-30 (2023-01-02 is a
+    # holiday, so they are consecutive sessions). Its prices are
+    # stored but its allocator layers stop (a day missing); when 2022-12-30 succeeds, the run-status
+    # sensor requests the allocator layers for 2023-01-03, then the report follows.
+    late, early = "2023-01-03", "2022-12-30"
+    warehouse, dev_log = tmp / "alloc" / "warehouse.duckdb", tmp / "dagster_dev.log"
+    landing_file(tmp / "alloc" / "landing", late, seed=9)
+    _wait(f"prices of {late}", lambda: (d := _last_dates(warehouse)) and d["market_prices"] == late, dev_log)
+    landing_file(tmp / "alloc" / "landing", early, seed=8)
+
+    def caught_up():
+        d = _last_dates(warehouse)
+        try:
+            end = json.loads(report.read_text())["window"]["end"]
+        except (OSError, json.JSONDecodeError, KeyError):
+            return None
+        return d if d and end == late and set(d.values()) == {late} else None
+
+    _wait(f"allocator layers and report through {late}", caught_up, dev_log, seconds=360)
 
 
 ASSETS = ("market_prices", "latent_state", "regime_series", "risk_scalars", "applied_scalars", "weights_raw",
