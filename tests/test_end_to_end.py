@@ -3,7 +3,7 @@
 A history through 2022-12-28 (the bundled set's last day) is stored first; then a landing file for
 the next trading day, 2022-12-29, is dropped. The running sensor must request a run, the daily
 layers must store that day, the run-status sensor must refresh the report, all within a bounded
-time. Then two days land out of order and the daemon must catch the later one up. The same setup serves the browser test (tests/test_ui_browser.py).
+time. Then two days land out of order and the daemon must catch the later one up. The same setup serves the browser test below.
 """
 
 from __future__ import annotations
