@@ -57,6 +57,11 @@ def _as_float_array(returns) -> np.ndarray:
     return np.asarray(returns, dtype=np.float64)
 
 
+def _undefined(r: np.ndarray):
+    """``nan`` for a series (T,), one ``nan`` per column for a panel (T, K)."""
+    return np.nan if r.ndim == 1 else np.full(r.shape[1:], np.nan)
+
+
 def cagr(returns, periods_per_year: int = PERIODS_PER_YEAR):
     """Compound annual growth rate.
 
@@ -75,7 +80,7 @@ def cagr(returns, periods_per_year: int = PERIODS_PER_YEAR):
     r = _as_float_array(returns)
     n = r.shape[0]
     if n < 1:
-        return np.nan if r.ndim == 1 else np.full(r.shape[1:], np.nan)
+        return _undefined(r)
     growth = np.prod(1.0 + r, axis=0)
     with np.errstate(invalid="ignore"):
         out = np.where(growth < 0, np.nan, growth ** (periods_per_year / n) - 1.0)
@@ -95,7 +100,7 @@ def annual_volatility(returns, periods_per_year: int = PERIODS_PER_YEAR):
     """
     r = _as_float_array(returns)
     if r.shape[0] < 2:
-        return np.nan if r.ndim == 1 else np.full(r.shape[1:], np.nan)
+        return _undefined(r)
     out = np.std(r, axis=0, ddof=1) * np.sqrt(periods_per_year)
     return float(out) if r.ndim == 1 else out
 
@@ -126,7 +131,7 @@ def sharpe_ratio(returns, risk_free: float = 0.0, periods_per_year: int = PERIOD
     """
     r = _as_float_array(returns) - risk_free
     if r.shape[0] < 2:
-        return np.nan if r.ndim == 1 else np.full(r.shape[1:], np.nan)
+        return _undefined(r)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.mean(r, axis=0) / _sample_std_exact_zero(r) * np.sqrt(periods_per_year)
     return float(out) if r.ndim == 1 else out
@@ -150,7 +155,7 @@ def downside_deviation(returns, required_return: float = 0.0, periods_per_year: 
     """
     r = _as_float_array(returns) - required_return
     if r.shape[0] < 1:
-        return np.nan if r.ndim == 1 else np.full(r.shape[1:], np.nan)
+        return _undefined(r)
     out = np.sqrt(np.mean(np.minimum(r, 0.0) ** 2, axis=0)) * np.sqrt(periods_per_year)
     return float(out) if r.ndim == 1 else out
 
@@ -173,7 +178,7 @@ def sortino_ratio(returns, required_return: float = 0.0, periods_per_year: int =
     """
     r = _as_float_array(returns)
     if r.shape[0] < 2:
-        return np.nan if r.ndim == 1 else np.full(r.shape[1:], np.nan)
+        return _undefined(r)
     mean_annual = np.mean(r - required_return, axis=0) * periods_per_year
     with np.errstate(divide="ignore", invalid="ignore"):
         out = mean_annual / downside_deviation(r, required_return, periods_per_year)
@@ -220,7 +225,7 @@ def max_drawdown(returns):
     """
     r = _as_float_array(returns)
     if r.shape[0] < 1:
-        return np.nan if r.ndim == 1 else np.full(r.shape[1:], np.nan)
+        return _undefined(r)
     out = np.min(drawdown_series(r), axis=0)
     return float(out) if r.ndim == 1 else out
 
