@@ -18,29 +18,25 @@ import pandas as pd
 EXCHANGE = "XNYS"
 EXCHANGE_TIMEZONE = "America/New_York"
 CALENDAR_START = "1990-01-02"
+#: The calendar's pinned end. ``exchange_calendars`` defaults its end to today + 1 year, which
+#: would make the set of sessions (and anything keyed on it) depend on the day the code loads.
+#: Pinned, the sessions are the same on every machine and every day; move it forward (a code
+#: change, reviewed) before it is reached.
+CALENDAR_END = "2035-12-31"
 
 
 @lru_cache(maxsize=1)
 def _calendar():
     import exchange_calendars as xc
 
-    return xc.get_calendar(EXCHANGE, start="1990-01-01")
+    return xc.get_calendar(EXCHANGE, start="1990-01-01", end=CALENDAR_END)
 
 
 @lru_cache(maxsize=1)
 def trading_sessions() -> pd.DatetimeIndex:
-    """All NYSE sessions from ``CALENDAR_START`` to the calendar's end (about a year ahead)."""
+    """All NYSE sessions from ``CALENDAR_START`` to the pinned ``CALENDAR_END``."""
     cal = _calendar()
     return cal.sessions[cal.sessions >= pd.Timestamp(CALENDAR_START)]
-
-
-@lru_cache(maxsize=1)
-def non_trading_weekdays() -> tuple[dt.datetime, ...]:
-    """Weekdays on which the exchange is closed, as naive midnight datetimes (partition exclusions)."""
-    sessions = trading_sessions()
-    weekdays = pd.bdate_range(sessions[0], sessions[-1])
-    closed = weekdays.difference(sessions)
-    return tuple(ts.to_pydatetime() for ts in closed)
 
 
 def is_trading_day(day: dt.date | str | pd.Timestamp) -> bool:
@@ -54,24 +50,27 @@ def sessions_between(start: dt.date | str, end: dt.date | str) -> pd.DatetimeInd
     return s[(s >= pd.Timestamp(start)) & (s <= pd.Timestamp(end))]
 
 
-def stored_sessions_after(day: dt.date | str, stored: Iterable[str]) -> list[str]:
-    """The sessions right after ``day`` that are all in ``stored`` (ISO keys), up to the first gap.
-
-    After an earlier day lands late (or is corrected), these later days hold data whose derived
-    layers were computed without it (or from the old values): they are the range to recompute. The
-    range stops at the first session without data, since the layers cannot run across a hole.
-    """
-    have = {str(k) for k in stored}
-    later = sorted(k for k in have if k > str(pd.Timestamp(day).date()))
-    if not later:
-        return []
-    out: list[str] = []
-    for ts in sessions_between(pd.Timestamp(day) + pd.Timedelta(days=1), later[-1]):
-        key = ts.strftime("%Y-%m-%d")
-        if key not in have:
+def last_contiguous_session(first: dt.date, present: Iterable[dt.date]) -> dt.date | None:
+    """The last session of the unbroken run of sessions starting at ``first`` that are all in
+    ``present`` (None if ``first`` itself is absent). Days stored after a gap (a later day that
+    landed before an earlier one) are not reached: derived layers stop at the gap."""
+    have = {pd.Timestamp(d).date() for d in present}
+    if not have or first not in have:
+        return None
+    last = first
+    for ts in sessions_between(first, max(have)):
+        day = ts.date()
+        if day not in have:
             break
-        out.append(key)
-    return out
+        last = day
+    return last
+
+
+def next_session(day: dt.date) -> dt.date | None:
+    """The first session strictly after ``day`` (None past the pinned calendar end)."""
+    s = trading_sessions()
+    pos = s.searchsorted(pd.Timestamp(day), side="right")
+    return s[pos].date() if pos < len(s) else None
 
 
 class RebalanceFrequency(str, Enum):

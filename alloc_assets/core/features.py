@@ -50,7 +50,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
-from scipy.signal import lfilter
 
 from alloc_assets.core.panel import PricePanel
 
@@ -247,6 +246,8 @@ def _ewm(alpha: float, x: np.ndarray, y_prev: np.ndarray) -> np.ndarray:
     """
     decay = 1.0 - alpha
     zi = (decay * np.asarray(y_prev, dtype=np.float64))[..., None]
+    from scipy.signal import lfilter  # imported when used: scipy.signal costs seconds at code-location load
+
     y, _ = lfilter([alpha], [1.0, -decay], x, axis=-1, zi=zi)
     return y
 

@@ -12,9 +12,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 REGIME_ORDER: tuple[str, ...] = ("NORMAL", "ELEVATED", "STRESS", "CRISIS")
 REGIME_COLOURS: dict[str, str] = {
@@ -31,6 +28,9 @@ DPI = 110
 
 
 def _figure(figsize=FIGSIZE):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # imported when used (slow import)
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -66,6 +66,8 @@ def shade_regimes(ax, dates, labels: Sequence[str], skip: Sequence[str] = ("NORM
             edges, 0, 1, where=np.append(mask, False), step="post", color=colour, alpha=_SHADE_ALPHA,
             linewidth=0, transform=ax.get_xaxis_transform(), zorder=0,
         )
+        from matplotlib.patches import Patch
+
         handles.append(Patch(facecolor=colour, alpha=_SHADE_ALPHA, label=name.lower()))
     return handles
 

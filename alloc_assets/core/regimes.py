@@ -46,8 +46,6 @@ from enum import Enum, IntEnum
 from statistics import NormalDist
 
 import numpy as np
-from scipy.signal import lfilter
-from scipy.special import expit
 
 from alloc_assets.core.features import StateFrame
 from alloc_assets.core.hmm import HMMParams, fit_hmm, log_emissions, filter_step
@@ -341,6 +339,8 @@ def score_probabilities(score: np.ndarray, thresholds: np.ndarray, prob_width: f
     ``P(regime >= k) = expit((s - tau_k) / width)`` with ``width = prob_width * (tau_2 - tau_1)``.
     """
     width = prob_width * (thresholds[:, 1] - thresholds[:, 0])
+    from scipy.special import expit  # imported when used (scipy costs seconds at code-location load)
+
     q = expit((score[:, None] - thresholds) / width[:, None])  # (T, 3), decreasing in k
     return np.column_stack([1.0 - q[:, 0], q[:, 0] - q[:, 1], q[:, 1] - q[:, 2], q[:, 2]])
 
@@ -360,6 +360,8 @@ def _initial_score_carry(cfg: StressScoreConfig) -> dict:
 def _accumulate(decay: float, x: np.ndarray, prev: list[float]) -> np.ndarray:
     """``S_t = decay * S_{t-1} + x_t`` along the last axis, seeded with ``prev`` (bit-identical in pieces)."""
     zi = (decay * np.asarray(prev, dtype=np.float64))[:, None]
+    from scipy.signal import lfilter
+
     y, _ = lfilter([1.0], [1.0, -decay], x, axis=-1, zi=zi)
     return y
 

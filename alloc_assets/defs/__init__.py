@@ -1,5 +1,1 @@
-"""Dagster definitions by layer (market, state, regime, risk, backtest, report, sim, automation)."""
-
-from alloc_assets import _dagster_patches
-
-_dagster_patches.apply()
+"""Dagster definitions by layer (market, allocator, backtest/report, sim, automation)."""

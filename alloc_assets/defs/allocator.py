@@ -1,26 +1,30 @@
 """The allocator layers: latent_state -> regime_series -> risk_scalars -> applied_scalars.
 
-Each is daily partitioned with a single-run backfill policy and computes incrementally: a run over
-[s, e] continues from the stored carry of the day before s (or the latest month-end checkpoint
-before it, or the first day), so a daily run costs one day of work and gives exactly what a
-history run gives. Carries are keyed by a hash of the settings: changing the settings recomputes
-from the first day rather than mixing configurations.
+Each is one unpartitioned, incremental asset (not thousands of daily partitions). A
+materialization reads the change log of its upstream (``layer_changes``) since the version it
+consumed last (``layer_watermark``), and recomputes from the earliest changed day through the last
+day its upstream holds without a gap, continuing from the stored carry of the day before (or the
+latest month-end checkpoint before it). One new day costs one day of work and gives exactly what a
+full recompute gives; a day that landed late (or was corrected) recomputes from that day; a run
+with nothing new is a no-op. Carries and watermarks are keyed by a hash of the settings: changing
+the settings recomputes from the first day rather than mixing configurations.
 """
 
 import datetime as dt
+from dataclasses import dataclass
+
 import dagster as dg
 import numpy as np
 import polars as pl
 
-from alloc_assets.core.calendar import rebalance_mask, sessions_between, trading_sessions
+from alloc_assets.core.calendar import last_contiguous_session, next_session, rebalance_mask, sessions_between, trading_sessions
 from alloc_assets.core.features import StateFrame, encode, feature_specs
 from alloc_assets.core.market_io import MarketDataError
 from alloc_assets.core.panel import PricePanel
 from alloc_assets.core.regimes import PROBABILITY_COLUMNS, compute_regimes, regime_statistics
 from alloc_assets.core.scalars import applied_scalars as compute_applied
 from alloc_assets.core.scalars import risk_scalars as compute_risk_scalars
-from alloc_assets.defs.common import WAREHOUSE_POOL, check_result, column_schema, partition_window, raise_on_blocking
-from alloc_assets.partitions import trading_day_partitions
+from alloc_assets.defs.common import WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, column_schema, raise_on_blocking
 from alloc_assets.schemas import (
     APPLIED_CHECKS,
     CHECK_LAG,
@@ -42,7 +46,7 @@ from alloc_assets.schemas import (
     pandera_outcome,
 )
 from resources.allocator import AllocatorSettings
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import Change, DuckDBWarehouse, Watermark
 
 GROUP = "allocator"
 
@@ -79,6 +83,101 @@ def _resume_point(warehouse: DuckDBWarehouse, asset: str, config_hash: str, star
     return nxt[0].date(), carry
 
 
+@dataclass(frozen=True)
+class LayerPlan:
+    """What one materialization of an incremental layer computes: rows ``start``..``through``,
+    computed from ``compute_from`` on (with ``carry``, the state after the day before it)."""
+
+    asset: str
+    upstream: str
+    config_hash: str
+    upstream_version: int
+    start: dt.date | None        # None: nothing to compute
+    through: dt.date | None
+    compute_from: dt.date | None
+    carry: dict | None
+    full: bool
+    reason: str
+
+    def watermark(self) -> Watermark:
+        return Watermark(self.asset, self.upstream, self.upstream_version, self.config_hash)
+
+    def change(self, run_id: str) -> Change:
+        return Change(self.asset, self.start, self.through, run_id)
+
+    def metadata(self) -> dict:
+        return {"computed_rows_from": str(self.start) if self.start else "nothing to compute",
+                "computed_through": str(self.through) if self.through else "n/a",
+                "recomputed_from_carry_of": str(self.compute_from) if self.compute_from else "n/a",
+                "full_recompute": self.full, "why": self.reason,
+                "upstream_version_consumed": self.upstream_version}
+
+
+def plan_layer(warehouse: DuckDBWarehouse, asset: str, upstream: str, config_hash: str,
+               upstream_first: dt.date | None, upstream_through: dt.date | None) -> LayerPlan:
+    """Where ``asset`` must recompute, from the change log and its watermark (see the module doc)."""
+    version = warehouse.latest_version(upstream)
+    wm = warehouse.watermark(asset)
+    own_last = None
+    if warehouse.table_exists(asset):
+        own_last = warehouse.query(f"SELECT max(date) AS d FROM {asset}")["d"][0]
+    if upstream_first is None or upstream_through is None:
+        return LayerPlan(asset, upstream, config_hash, version, None, None, None, None, False,
+                         f"{upstream} holds no contiguous days yet")
+    if wm is None or own_last is None or wm.config_hash != config_hash or wm.upstream != upstream:
+        why = "first run" if wm is None or own_last is None else "settings changed"
+        return LayerPlan(asset, upstream, config_hash, version, upstream_first, upstream_through, upstream_first,
+                         None, True, f"{why}: recompute from the first day")
+    changed = warehouse.changed_since(upstream, wm.version)
+    following = next_session(own_last)
+    candidates = [d for d in (changed, following) if d is not None]
+    start = max(min(candidates), upstream_first) if candidates else None
+    if start is None or start > upstream_through:
+        return LayerPlan(asset, upstream, config_hash, version, None, upstream_through, None, None, False,
+                         f"up to date through {own_last} ({upstream} holds nothing new without a gap)")
+    compute_from, carry = _resume_point(warehouse, asset, config_hash, start, upstream_first)
+    why = (f"{upstream} changed from {changed}" if changed is not None and changed <= (following or changed)
+           else f"new days after {own_last}")
+    return LayerPlan(asset, upstream, config_hash, version, start, upstream_through, compute_from, carry, False, why)
+
+
+def write_layer(warehouse: DuckDBWarehouse, plan: LayerPlan, frame: pl.DataFrame, run_id: str,
+                carries: pl.DataFrame | None = None) -> int | None:
+    """Replace the layer's rows from ``plan.start`` on, drop stale carries, append the change and
+    move the watermark: one transaction."""
+    start = dt.date.min if plan.full else plan.start
+    return warehouse.replace_window({plan.asset: frame}, start, dt.date.max, carries=carries,
+                                    stale_carries=(plan.asset, start), change=plan.change(run_id),
+                                    consumed=plan.watermark())
+
+
+def _no_op(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, plan: LayerPlan, specs: dict):
+    """Nothing new upstream: move the watermark, materialize with the reason, checks pass (skipped)."""
+    warehouse.replace_window({}, dt.date.min, dt.date.min, consumed=plan.watermark())
+    context.log.info(f"{plan.asset}: {plan.reason}")
+    yield dg.MaterializeResult(metadata={**plan.metadata(), "dagster/row_count": 0})
+    for name in specs:
+        yield dg.AssetCheckResult(asset_key=plan.asset, check_name=name, passed=True,
+                                  description=f"nothing recomputed: {plan.reason}")
+
+
+def history_span(warehouse: DuckDBWarehouse) -> tuple[dt.date | None, dt.date | None]:
+    """First stored market day and the last one reached from it without a gap."""
+    if not warehouse.table_exists("market_prices"):
+        return None, None
+    days = warehouse.query("SELECT DISTINCT date FROM market_prices ORDER BY date")["date"].to_list()
+    if not days:
+        return None, None
+    return days[0], last_contiguous_session(days[0], days)
+
+
+def _span(warehouse: DuckDBWarehouse, table: str) -> tuple[dt.date | None, dt.date | None]:
+    if not warehouse.table_exists(table):
+        return None, None
+    row = warehouse.query(f"SELECT min(date) AS a, max(date) AS b FROM {table}")
+    return row["a"][0], row["b"][0]
+
+
 def _require_complete(frame_dates: list[dt.date], start: dt.date, end: dt.date, upstream: str, asset: str) -> None:
     """No silent holes: every session in [start, end] must be present upstream."""
     expected = list(sessions_between(start, end).date)
@@ -96,12 +195,12 @@ def load_panel(warehouse: DuckDBWarehouse, start: dt.date, end: dt.date) -> Pric
     """Prices (and benchmark, sectors) of [start, end] from the warehouse as a ``PricePanel``."""
     prices = warehouse.query("SELECT date, symbol, close FROM market_prices WHERE date BETWEEN ? AND ?", [start, end])
     if prices.height == 0:
-        raise dg.Failure(description=f"market_prices has no rows between {start} and {end}; materialize it first.")
+        raise dg.Failure(allow_retries=False, description=f"market_prices has no rows between {start} and {end}; materialize it first.")
     wide = prices.pivot(on="symbol", index="date", values="close").sort("date")
     symbols = tuple(sorted(c for c in wide.columns if c != "date"))
     close = wide.select(symbols).to_numpy().astype(np.float64)
     if not np.isfinite(close).all():
-        raise dg.Failure(description="market_prices has a symbol missing on some date in the window; re-run market_prices.")
+        raise dg.Failure(allow_retries=False, description="market_prices has a symbol missing on some date in the window; re-run market_prices.")
     dates = wide["date"].to_numpy().astype("datetime64[D]")
     bench = None
     if warehouse.table_exists("market_benchmark"):
@@ -145,13 +244,12 @@ def _state_description() -> str:
 
 
 @dg.asset(
-    partitions_def=trading_day_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
     deps=["market_prices"],
     group_name=GROUP,
     kinds={"duckdb", "numpy", "pandera"},
-    code_version="state-1",
+    code_version="state-2",
     pool=WAREHOUSE_POOL,
+    retry_policy=WAREHOUSE_RETRY,
     check_specs=_specs("latent_state", STATE_CHECKS),
     metadata={"dagster/column_schema": column_schema(LatentState), "dagster/table_name": "latent_state",
               "features": dg.MetadataValue.md(_state_description())},
@@ -165,13 +263,16 @@ def latent_state(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, 
     defined from the first day; ``warm`` is false while the features lean on their priors.
     """
     with warehouse.session():  # one DuckDB connection for the whole step
-        start, end = partition_window(context)
         warehouse.ensure_tables("allocator")
         cfg, h = allocator.feature_config(), allocator.config_hash("state")
-        first = _first_date(warehouse, "market_prices")
+        first, through = history_span(warehouse)
         if first is None:
-            raise dg.Failure(description="market_prices is empty: materialize it first.")
-        from_date, carry = _resume_point(warehouse, "latent_state", h, start, first)
+            raise dg.Failure(allow_retries=False, description="market_prices is empty: materialize it first.")
+        plan = plan_layer(warehouse, "latent_state", "market_prices", h, first, through)
+        if plan.start is None:
+            yield from _no_op(context, warehouse, plan, STATE_CHECKS)
+            return
+        start, end, from_date, carry = plan.start, plan.through, plan.compute_from, plan.carry
         panel = load_panel(warehouse, from_date, end)
         _require_complete([dt.date.fromisoformat(str(d)) for d in panel.dates], max(from_date, first), end,
                           "market_prices", "latent_state")
@@ -183,14 +284,12 @@ def latent_state(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, 
         outcomes = [mask_outcome(CHECK_STATE_FINITE, STATE_CHECKS, frame, ~finite, "non-finite feature"),]
         yield from raise_on_blocking(context, outcomes, asset="latent_state")
         checkpoints = _checkpoints(frame_all.dates, carries, keep_from)
-        warehouse.replace_window({"latent_state": frame}, start, end,
-                                 carries=warehouse.carry_frame("latent_state", h, checkpoints))
+        write_layer(warehouse, plan, frame, context.run_id, warehouse.carry_frame("latent_state", h, checkpoints))
         last = frame.tail(1).to_dicts()[0]
         yield dg.MaterializeResult(
             metadata={
+                **plan.metadata(),
                 "dagster/row_count": frame.height,
-                "window": f"{start} .. {end}",
-                "computed_from": str(from_date),
                 "resumed_from_carry": carry is not None,
                 "warm_rows": int(frame["warm"].sum()),
                 "last_date": str(last["date"]),
@@ -205,7 +304,7 @@ def latent_state(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, 
 def _load_state(warehouse: DuckDBWarehouse, start: dt.date, end: dt.date) -> StateFrame:
     rows = warehouse.query("SELECT * FROM latent_state WHERE date BETWEEN ? AND ? ORDER BY date", [start, end])
     if rows.height == 0:
-        raise dg.Failure(description=f"latent_state has no rows between {start} and {end}; materialize it first.")
+        raise dg.Failure(allow_retries=False, description=f"latent_state has no rows between {start} and {end}; materialize it first.")
     cols = tuple(c for c in rows.columns if c not in ("date", "warm"))
     return StateFrame(rows["date"].to_numpy().astype("datetime64[D]"), cols,
                       rows.select(cols).to_numpy().astype(np.float64), rows["warm"].to_numpy().astype(bool))
@@ -215,13 +314,12 @@ def _load_state(warehouse: DuckDBWarehouse, start: dt.date, end: dt.date) -> Sta
 # regime_series
 
 @dg.asset(
-    partitions_def=trading_day_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
     deps=["latent_state"],
     group_name=GROUP,
     kinds={"duckdb", "numpy", "pandera"},
-    code_version="regime-1",
+    code_version="regime-2",
     pool=WAREHOUSE_POOL,
+    retry_policy=WAREHOUSE_RETRY,
     check_specs=_specs("regime_series", REGIME_CHECKS),
     metadata={"dagster/column_schema": column_schema(RegimeSeries), "dagster/table_name": "regime_series"},
 )
@@ -235,13 +333,16 @@ def regime_series(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse,
     the stress score: why the allocator de-risked.
     """
     with warehouse.session():  # one DuckDB connection for the whole step
-        start, end = partition_window(context)
         warehouse.ensure_tables("allocator")
         cfg, h = allocator.regime_config(), allocator.config_hash("regime")
-        first = _first_date(warehouse, "latent_state")
+        first, through = _span(warehouse, "latent_state")
         if first is None:
-            raise dg.Failure(description="latent_state is empty: materialize it first.")
-        from_date, carry = _resume_point(warehouse, "regime_series", h, start, first)
+            raise dg.Failure(allow_retries=False, description="latent_state is empty: materialize it first.")
+        plan = plan_layer(warehouse, "regime_series", "latent_state", h, first, through)
+        if plan.start is None:
+            yield from _no_op(context, warehouse, plan, REGIME_CHECKS)
+            return
+        start, end, from_date, carry = plan.start, plan.through, plan.compute_from, plan.carry
         hmm = cfg.method.value == "hmm"
         state = _load_state(warehouse, first if (hmm and carry is not None) else from_date, end)
         _require_complete([dt.date.fromisoformat(str(d)) for d in state.dates], from_date, end, "latent_state", "regime_series")
@@ -259,8 +360,7 @@ def regime_series(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse,
                                      f"limit {allocator.thrash_limit})",
                                      pl.DataFrame({"transitions_252d": [transitions]}) if thrash else pl.DataFrame()))
         yield from raise_on_blocking(context, outcomes, asset="regime_series")
-        warehouse.replace_window({"regime_series": frame}, start, end,
-                                 carries=warehouse.carry_frame("regime_series", h, checkpoints))
+        write_layer(warehouse, plan, frame, context.run_id, warehouse.carry_frame("regime_series", h, checkpoints))
         warned = frame.filter(pl.col("early_warning"))
         if warned.height:
             context.log.warning(
@@ -274,8 +374,8 @@ def regime_series(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse,
                          key=lambda kv: -abs(kv[1]))
         yield dg.MaterializeResult(
             metadata={
+                **plan.metadata(),
                 "dagster/row_count": frame.height,
-                "window": f"{start} .. {end}",
                 "method": cfg.method.value,
                 "last_date": str(last["date"]),
                 "last_regime": last["regime"],
@@ -340,13 +440,12 @@ def regimes_in_pieces(state: StateFrame, cfg, carry: dict | None, start: dt.date
 # risk_scalars
 
 @dg.asset(
-    partitions_def=trading_day_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
     deps=["regime_series", "latent_state"],
     group_name=GROUP,
     kinds={"duckdb", "numpy", "pandera"},
-    code_version="risk-1",
+    code_version="risk-2",
     pool=WAREHOUSE_POOL,
+    retry_policy=WAREHOUSE_RETRY,
     check_specs=_specs("risk_scalars", RISK_CHECKS),
     metadata={"dagster/column_schema": column_schema(RiskScalars), "dagster/table_name": "risk_scalars"},
 )
@@ -355,13 +454,16 @@ def risk_scalars(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, 
     ELEVATED 0.85, STRESS 0.70, CRISIS 0.55 by default), an optional volatility-target cap, the
     floor, and a maximum change per day. Computed with data through the close of its date."""
     with warehouse.session():  # one DuckDB connection for the whole step
-        start, end = partition_window(context)
         warehouse.ensure_tables("allocator")
         cfg, h = allocator.scalar_config(), allocator.config_hash("risk")
-        first = _first_date(warehouse, "regime_series")
+        first, through = _span(warehouse, "regime_series")
         if first is None:
-            raise dg.Failure(description="regime_series is empty: materialize it first.")
-        from_date, carry = _resume_point(warehouse, "risk_scalars", h, start, first)
+            raise dg.Failure(allow_retries=False, description="regime_series is empty: materialize it first.")
+        plan = plan_layer(warehouse, "risk_scalars", "regime_series", h, first, through)
+        if plan.start is None:
+            yield from _no_op(context, warehouse, plan, RISK_CHECKS)
+            return
+        start, end, from_date, carry = plan.start, plan.through, plan.compute_from, plan.carry
         reg = warehouse.query(
             "SELECT r.date, r.regime, r.p_normal, r.p_elevated, r.p_stress, r.p_crisis, s.vol_21d "
             "FROM regime_series r JOIN latent_state s USING (date) WHERE r.date BETWEEN ? AND ? ORDER BY r.date",
@@ -397,11 +499,11 @@ def risk_scalars(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, 
             if dates[i] >= np.datetime64(start, "D") or i == len(dates) - 1:
                 carries[dt.date.fromisoformat(str(dates[i]))] = {"previous": float(series.risk_scalar[i]), "last_date": str(dates[i])}
         del prev_carry
-        warehouse.replace_window({"risk_scalars": frame}, start, end, carries=warehouse.carry_frame("risk_scalars", h, carries))
+        write_layer(warehouse, plan, frame, context.run_id, warehouse.carry_frame("risk_scalars", h, carries))
         yield dg.MaterializeResult(
             metadata={
+                **plan.metadata(),
                 "dagster/row_count": frame.height,
-                "window": f"{start} .. {end}",
                 "last_date": str(frame["date"][-1]),
                 "last_scalar": float(frame["risk_scalar"][-1]),
                 "mean_scalar": float(frame["risk_scalar"].mean()),
@@ -424,13 +526,12 @@ def _previous_value(warehouse: DuckDBWarehouse, table: str, column: str, start: 
 # applied_scalars
 
 @dg.asset(
-    partitions_def=trading_day_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
     deps=["risk_scalars"],
     group_name=GROUP,
     kinds={"duckdb", "pandas", "pandera"},
-    code_version="applied-1",
+    code_version="applied-2",
     pool=WAREHOUSE_POOL,
+    retry_policy=WAREHOUSE_RETRY,
     check_specs=_specs("applied_scalars", APPLIED_CHECKS),
     metadata={"dagster/column_schema": column_schema(AppliedScalars), "dagster/table_name": "applied_scalars"},
 )
@@ -441,15 +542,15 @@ def applied_scalars(context: dg.AssetExecutionContext, warehouse: DuckDBWarehous
     ``apply_missing_scalar_as`` (1.0). Human overrides (``overrides_file``: start,end,scalar,reason)
     replace the scalar and are recorded as ``source = override`` with their reason."""
     with warehouse.session():  # one DuckDB connection for the whole step
-        start, end = partition_window(context)
         try:
             apply_cfg = allocator.apply_config()
         except MarketDataError as exc:
-            raise dg.Failure(description=str(exc)) from exc
-        rs = warehouse.query("SELECT date, risk_scalar FROM risk_scalars WHERE date <= ? ORDER BY date", [end])
+            raise dg.Failure(allow_retries=False, description=str(exc)) from None
+        rs = warehouse.query("SELECT date, risk_scalar FROM risk_scalars ORDER BY date")
         if rs.height == 0:
-            raise dg.Failure(description="risk_scalars is empty: materialize it first.")
-        _require_complete(rs["date"].to_list(), max(start, rs["date"][0]), end, "risk_scalars", "applied_scalars")
+            raise dg.Failure(allow_retries=False, description="risk_scalars is empty: materialize it first.")
+        start, end = rs["date"][0], rs["date"][-1]
+        _require_complete(rs["date"].to_list(), start, end, "risk_scalars", "applied_scalars")
         dates = rs["date"].to_numpy().astype("datetime64[D]")
         table = compute_applied(dates, rs["risk_scalar"].to_numpy(), apply_cfg.frequency,
                                 apply_cfg.apply_missing_scalar_as, apply_cfg.overrides)
@@ -470,7 +571,10 @@ def applied_scalars(context: dg.AssetExecutionContext, warehouse: DuckDBWarehous
                          "applied scalar is not the risk scalar of the previous rebalance"),
         ]
         yield from raise_on_blocking(context, outcomes, asset="applied_scalars")
-        warehouse.replace_window({"applied_scalars": frame}, start, end)
+        # the whole table (a few hundred rows) is recomputed: cheap, and overrides may change any date
+        changed = _first_change_applied(warehouse, frame)
+        warehouse.replace_window({"applied_scalars": frame}, dt.date.min, dt.date.max,
+                                 change=Change("applied_scalars", changed, end, context.run_id))
         counts = frame.group_by("source").len().to_dicts()
         yield dg.MaterializeResult(
             metadata={
@@ -485,6 +589,16 @@ def applied_scalars(context: dg.AssetExecutionContext, warehouse: DuckDBWarehous
         )
         for o in outcomes:
             yield check_result(o, "applied_scalars")
+
+
+def _first_change_applied(warehouse: DuckDBWarehouse, frame: pl.DataFrame) -> dt.date | None:
+    if not warehouse.table_exists("applied_scalars"):
+        return frame["date"].min() if frame.height else None
+    old = warehouse.query("SELECT date, risk_scalar_applied FROM applied_scalars")
+    both = frame.select("date", "risk_scalar_applied").join(old, on="date", how="full", coalesce=True, suffix="_old")
+    diff = both.filter(pl.col("risk_scalar_applied").is_null() | pl.col("risk_scalar_applied_old").is_null()
+                       | (pl.col("risk_scalar_applied") != pl.col("risk_scalar_applied_old")))
+    return diff["date"].min() if diff.height else None
 
 
 def _previous_rebalances(dates: np.ndarray, frequency) -> pl.DataFrame:

@@ -1,209 +1,160 @@
-"""Automation: the daily schedule after the US close, the landing-file sensor, the report refresh.
+"""Automation: the landing-file sensor, the state-driven catch-up sensor, the daily schedule.
 
-- ``daily_schedule``: 18:30 America/New_York on weekdays; on an exchange holiday the tick is
-  skipped with its reason; otherwise one run of ``history_job`` for that day's partition.
-- ``new_market_data_sensor``: watches ``$ALLOC_HOME/landing/`` for ``*_YYYY-MM-DD.csv|.parquet``.
-  Its cursor maps each file name to a fingerprint (size and SHA-1), so the same file never
-  triggers twice and a corrected file (new content) triggers again. Files are validated before a
-  run is requested; a bad file is moved to ``landing/rejected/`` with a ``.reason.txt`` beside it
-  and the tick says why; the sensor itself never crashes on bad input.
-- ``report_after_history``: when a ``history_job`` run succeeds, ``report_job`` refreshes the
-  weights, both backtests and the report (a run-status sensor, so propagation does not depend on
-  ``AutomationCondition.eager()``, which only sees the latest partition). Days out of order: if
-  the run stored market data for a window and later days are already stored (an earlier day
-  landed late, or was corrected), the later days' allocator layers were computed without it, so
-  the sensor first requests ``history_job`` for the allocator layers over those later days (up to
-  the first gap); that run's success then refreshes the report.
+- ``new_market_data_sensor`` watches ``$ALLOC_HOME/landing/``. Each tick: files still settling or
+  dated after today are left for a later tick; a bad file is moved to ``rejected/`` with its reason;
+  of two files for one day the newest wins; each good file is copied to an immutable
+  ``accepted/<day>/<sha>`` and all of them go into ONE ``refresh_job`` run (N files -> one run)
+  that reads exactly those copies and removes the originals once stored. Nothing in one file can
+  fail the tick for the others. The run key is the set of accepted contents, so a repeated tick
+  (e.g. after the daemon restarts) never launches the same work twice; the cursor only remembers
+  files still in the folder (bounded).
+- ``catch_up_sensor`` compares what is stored with what is derived: when the newest
+  ``market_prices`` materialization is newer than the newest ``comparison_report`` and no
+  warehouse run is queued or running, it requests ``derive_job`` (keyed by the market
+  materialization, so it fires once per new state). It repairs a run that stored market data and
+  failed later, and it works after any daemon downtime because it reads state, not events.
+- ``daily_schedule``: 18:30 New York on weekdays. Exchange holidays skip with the reason; a day
+  whose data has not arrived (no landing copy, not in the source) skips with that reason (a
+  freshness signal, never a red run); a day present in the configured source runs ``refresh_job``
+  for its year; a day already stored skips.
 """
 
 import datetime as dt
 import hashlib
-import os
 import json
-import shutil
-from pathlib import Path
+import os
+import time
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-import polars as pl
-from pydantic import Field
 
-from alloc_assets.core.calendar import EXCHANGE_TIMEZONE, is_trading_day, stored_sessions_after
-from alloc_assets.core.market_io import LANDING_NAME, MarketDataError, read_market_data
-from alloc_assets.defs.allocator import ALLOCATOR_ASSETS
-from alloc_assets.defs.jobs import history_job, report_job
-from alloc_assets.defs.market import market_prices
-from alloc_assets.partitions import RANGE_END_TAG, RANGE_START_TAG, range_tags
-from resources.settings import default_landing_dir
-
-
-class LandingZone(dg.ConfigurableResource):
-    """Where new daily market files land (``$ALLOC_HOME/landing``)."""
-
-    path: str = Field(default="", description="Directory watched by the sensor; empty = $ALLOC_HOME/landing")
-
-    def directory(self) -> Path:
-        p = Path(self.path or default_landing_dir())
-        p.mkdir(parents=True, exist_ok=True)
-        return p
-
-    def rejected(self) -> Path:
-        p = self.directory() / "rejected"
-        p.mkdir(parents=True, exist_ok=True)
-        return p
-
-
-def fingerprint(path: Path) -> str:
-    """Size and SHA-1 of the content: a rewritten file with new content is a new file."""
-    data = path.read_bytes()
-    return f"{len(data)}:{hashlib.sha1(data).hexdigest()[:16]}"
-
-
-def validate_landing_file(path: Path) -> str:
-    """The trading day of a landing file, or ``MarketDataError`` naming file, row and column."""
-    m = LANDING_NAME.search(path.name)
-    if not m:
-        raise MarketDataError("the name does not end in _YYYY-MM-DD.csv or .parquet", path)
-    day = m.group(1)
-    if not is_trading_day(day):
-        raise MarketDataError(f"{day} is not an NYSE trading day", path)
-    if _fast_wide_csv_ok(path, day):
-        return day
-    data = read_market_data(path)  # structure, dates (the file's day only), numbers; located errors
-    prices = data.prices
-    bad = prices.filter(~(pl.col("close").is_finite() & (pl.col("close") > 0)))
-    if bad.height:
-        r = bad.row(0, named=True)
-        raise MarketDataError(f"price {r['close']} is not a finite number > 0", path, row=int(r["source_row"]),
-                              column=r["source_column"])
-    dups = prices.filter(pl.struct("date", "symbol").is_duplicated())
-    if dups.height:
-        r = dups.row(0, named=True)
-        raise MarketDataError(f"symbol {r['symbol']} appears twice", path, row=int(r["source_row"]), column="symbol")
-    return day
-
-
-def _fast_wide_csv_ok(path: Path, day: str) -> bool:
-    """A quick accept for the common case (a small wide CSV of that day, every price a finite number
-    > 0); anything else goes through the full reader, which names file, row and column."""
-    if path.suffix != ".csv":
-        return False
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError):
-        return False
-    if len(lines) < 2 or lines[0].split(",")[0].strip() not in ("date", "Date"):
-        return False
-    header = [h.strip() for h in lines[0].split(",")]
-    if len(set(header)) != len(header) or {"symbol", "close"} & {h.lower() for h in header}:
-        return False
-    for line in lines[1:]:
-        if not line.strip():
-            continue
-        cells = line.split(",")
-        if len(cells) != len(header) or cells[0].strip() != day:
-            return False
-        for cell in cells[1:]:
-            try:
-                value = float(cell)
-            except ValueError:
-                return False
-            if not (value > 0 and value != float("inf")):
-                return False
-    return True
-
-
-def _reject(zone: LandingZone, path: Path, reason: str) -> None:
-    target = zone.rejected() / path.name
-    shutil.move(str(path), target)
-    (zone.rejected() / f"{path.name}.reason.txt").write_text(reason + "\n")
-
+from alloc_assets.core.calendar import EXCHANGE_TIMEZONE, is_trading_day
+from alloc_assets.core.landing import accept, current_copies, move_aside, scan, sha256_file, validate
+from alloc_assets.core.market_io import MarketDataError
+from alloc_assets.defs.jobs import derive_job, refresh_job
+from alloc_assets.partitions import partition_key_for, range_tags
+from resources.landing import LandingZone
+from resources.market_source import MarketDataSource
+from resources.warehouse import DuckDBWarehouse
 
 #: ``ALLOC_AUTOMATION=on`` starts the schedule and sensors with the daemon (otherwise: turn them on in the UI).
 _ON = os.environ.get("ALLOC_AUTOMATION", "").lower() in ("on", "1", "true", "running")
 _SENSOR_STATUS = dg.DefaultSensorStatus.RUNNING if _ON else dg.DefaultSensorStatus.STOPPED
 _SCHEDULE_STATUS = dg.DefaultScheduleStatus.RUNNING if _ON else dg.DefaultScheduleStatus.STOPPED
 _SENSOR_INTERVAL = int(os.environ.get("ALLOC_SENSOR_INTERVAL_SECONDS", "30"))
-MARKET_KEY = market_prices.key
-ALLOCATOR_KEYS = tuple(a.key for a in ALLOCATOR_ASSETS)
+MARKET_KEY = dg.AssetKey("market_prices")
+REPORT_KEY = dg.AssetKey("comparison_report")
+ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+          dg.DagsterRunStatus.STARTED]
 
 
-@dg.sensor(job=history_job, minimum_interval_seconds=_SENSOR_INTERVAL, default_status=_SENSOR_STATUS,
-           description="Runs the daily layers for each new or corrected landing file (validated first).")
+def today_in_new_york(now: float | None = None) -> dt.date:
+    return dt.datetime.fromtimestamp(time.time() if now is None else now, ZoneInfo(EXCHANGE_TIMEZONE)).date()
+
+
+def landing_run_request(accepted: dict[str, tuple[str, str, str]]) -> dg.RunRequest:
+    """One ``refresh_job`` run for the accepted files {name: (day, copy, original::sha)}."""
+    days = sorted(day for day, _, _ in accepted.values())
+    keys = sorted({partition_key_for(d) for d in days})
+    digest = hashlib.sha256("\n".join(sorted(c for _, c, _ in accepted.values())).encode()).hexdigest()[:20]
+    config = {"ops": {"market_prices": {"config": {
+        "files": sorted(c for _, c, _ in accepted.values()),
+        "consume": sorted(o for _, _, o in accepted.values())}}}}
+    tags = {"alloc/landing_files": ",".join(sorted(accepted))[:4000], "alloc/landing_days": f"{days[0]}..{days[-1]}"}
+    if len(keys) == 1:
+        return dg.RunRequest(run_key=f"landing-{digest}", partition_key=keys[0], run_config=config, tags=tags)
+    return dg.RunRequest(run_key=f"landing-{digest}", run_config=config, tags={**tags, **range_tags(keys[0], keys[-1])})
+
+
+@dg.sensor(job=refresh_job, minimum_interval_seconds=_SENSOR_INTERVAL, default_status=_SENSOR_STATUS,
+           description="New or corrected landing files -> validated, copied to landing/accepted, ONE refresh_job run.")
 def new_market_data_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    requests, skipped = [], []
-    for path in sorted(p for p in landing.directory().iterdir() if p.is_file() and LANDING_NAME.search(p.name)):
-        fp = fingerprint(path)
-        if cursor.get(path.name) == fp:
-            continue
+    folder = landing.directory()
+    cursor: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    decisions = scan(folder, time.time(), today_in_new_york(), landing.settle())
+    accepted: dict[str, tuple[str, str, str]] = {}
+    notes: list[str] = []
+    for d in decisions:
         try:
-            day = validate_landing_file(path)
-        except MarketDataError as exc:
-            _reject(landing, path, str(exc))
-            cursor.pop(path.name, None)
-            skipped.append(f"rejected {path.name}: {exc}")
-            context.log.warning(f"rejected {path.name}: {exc}")
-            continue
-        cursor[path.name] = fp
-        requests.append(dg.RunRequest(
-            run_key=f"{path.name}:{fp}",
-            partition_key=day,
-            run_config={"ops": {"market_prices": {"config": {"files": [str(path)]}}}},
-            tags={"alloc/landing_file": path.name},
-        ))
+            if d.action == "wait":
+                notes.append(f"waiting: {d.path.name} ({d.reason})")
+            elif d.action == "reject":
+                move_aside(d.path, landing.rejected(), d.reason)
+                notes.append(f"rejected {d.path.name}: {d.reason}")
+                context.log.warning(f"rejected {d.path.name}: {d.reason}")
+            elif d.action == "supersede":
+                move_aside(d.path, landing.superseded(), d.reason)
+                notes.append(f"superseded {d.path.name}: {d.reason}")
+            elif d.action == "ready":
+                sha = sha256_file(d.path)
+                if cursor.get(d.path.name) == sha:
+                    continue  # requested already; the run removes it once stored
+                try:
+                    validate(d.path, d.day)
+                except MarketDataError as exc:
+                    move_aside(d.path, landing.rejected(), str(exc))
+                    notes.append(f"rejected {d.path.name}: {exc}")
+                    context.log.warning(f"rejected {d.path.name}: {exc}")
+                    continue
+                copy = accept(d.path, landing.accepted(), d.day)
+                accepted[d.path.name] = (d.day.isoformat(), str(copy), f"{d.path}::{sha}")
+                cursor[d.path.name] = sha
+        except OSError as exc:  # one odd file (vanished, unreadable) never fails the tick
+            notes.append(f"left {d.path.name} for a later tick: {exc}")
+            context.log.warning(f"left {d.path.name} for a later tick: {exc}")
+    present = {p.name for p in folder.iterdir()}
+    cursor = {name: sha for name, sha in cursor.items() if name in present}  # bounded: files still there
     context.update_cursor(json.dumps(cursor, sort_keys=True))
-    if requests:
-        return dg.SensorResult(run_requests=requests)
-    return dg.SkipReason("; ".join(skipped) if skipped else "no new or changed landing files")
+    if accepted:
+        for note in notes:
+            context.log.info(note)
+        return dg.SensorResult(run_requests=[landing_run_request(accepted)])
+    return dg.SkipReason("; ".join(notes) if notes else "no new or changed landing files")
 
 
-@dg.schedule(job=history_job, cron_schedule="30 18 * * 1-5", execution_timezone=EXCHANGE_TIMEZONE,
+def _newest_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey) -> int | None:
+    records = instance.fetch_materializations(key, limit=1).records
+    return records[0].storage_id if records else None
+
+
+@dg.sensor(job=derive_job, minimum_interval_seconds=_SENSOR_INTERVAL, default_status=_SENSOR_STATUS,
+           description="Stored market data newer than the report, and no warehouse run active -> ONE derive_job run.")
+def catch_up_sensor(context: dg.SensorEvaluationContext):
+    market = _newest_storage_id(context.instance, MARKET_KEY)
+    if market is None:
+        return dg.SkipReason("no market data stored yet")
+    report = _newest_storage_id(context.instance, REPORT_KEY)
+    if report is not None and report > market:
+        return dg.SkipReason("the report is newer than the stored market data: nothing to derive")
+    active = context.instance.get_runs(dg.RunsFilter(statuses=ACTIVE, tags={"alloc/warehouse_writer": "true"}), limit=1)
+    if active:
+        return dg.SkipReason(f"run {active[0].run_id[:8]} is active; it (or the next tick) derives the new data")
+    return dg.RunRequest(run_key=f"derive-after-{market}", tags={"alloc/catch_up_of_market_event": str(market)})
+
+
+@dg.schedule(job=refresh_job, cron_schedule="30 18 * * 1-5", execution_timezone=EXCHANGE_TIMEZONE,
              default_status=_SCHEDULE_STATUS,
-             description="Each weekday at 18:30 New York time: that trading day through every daily layer.")
-def daily_schedule(context: dg.ScheduleEvaluationContext):
+             description="Each weekday at 18:30 New York time: that day's data (if it arrived) through every layer.")
+def daily_schedule(context: dg.ScheduleEvaluationContext, landing: LandingZone, market_source: MarketDataSource,
+                   warehouse: DuckDBWarehouse):
     day = context.scheduled_execution_time.astimezone(ZoneInfo(EXCHANGE_TIMEZONE)).date()
     if not is_trading_day(day):
         return dg.SkipReason(f"{day} is not an NYSE trading day (exchange holiday)")
-    key = day.isoformat()
-    return dg.RunRequest(run_key=key, partition_key=key)
+    stored = warehouse.query("SELECT count(*) AS n FROM market_prices WHERE date = ?", [day]) \
+        if warehouse.table_exists("market_prices") else None
+    if stored is not None and stored.height and stored["n"][0] > 0:
+        return dg.SkipReason(f"{day} is already stored (it came through the landing sensor)")
+    if current_copies(landing.accepted(), day, day):
+        return dg.SkipReason(f"{day} was accepted from the landing zone; its run stores it")
+    try:
+        in_source = market_source.load().window(day, day).prices.height > 0
+    except MarketDataError as exc:
+        return dg.SkipReason(f"the market data source cannot be read: {exc}")
+    if not in_source:
+        return dg.SkipReason(f"no market data for {day} has arrived (no landing file, not in "
+                             f"{market_source.describe()}): nothing to run")
+    key = partition_key_for(day)
+    return dg.RunRequest(run_key=f"scheduled-{day}", partition_key=key, tags={"alloc/scheduled_day": str(day)})
 
 
-def _run_window(run: dg.DagsterRun) -> tuple[str, str] | None:
-    """The partition window of a run: its partition key, or its range tags."""
-    tags = run.tags
-    if "dagster/partition" in tags:
-        return tags["dagster/partition"], tags["dagster/partition"]
-    if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
-        return tags[RANGE_START_TAG], tags[RANGE_END_TAG]
-    return None
-
-
-@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[history_job],
-                      request_jobs=[history_job, report_job], default_status=_SENSOR_STATUS,
-                      minimum_interval_seconds=_SENSOR_INTERVAL,
-                      description=("After a successful history_job run: if it stored market data and later days are "
-                                   "already stored, recomputes the allocator layers of those days; otherwise "
-                                   "refreshes weights, backtests and the report."))
-def report_after_history(context: dg.RunStatusSensorContext):
-    run = context.dagster_run
-    window = _run_window(run)
-    wrote_market = not run.asset_selection or MARKET_KEY in run.asset_selection  # empty: the whole job
-    if window is not None and wrote_market:
-        later = stored_sessions_after(window[1], context.instance.get_materialized_partitions(MARKET_KEY))
-        if later:
-            context.log.info(f"{window[1]} landed before {len(later)} later stored day(s): "
-                             f"recomputing the allocator layers for {later[0]}..{later[-1]}")
-            return dg.RunRequest(
-                run_key=f"catch-up-after-{run.run_id}", job_name=history_job.name,
-                asset_selection=list(ALLOCATOR_KEYS), tags={**range_tags(later[0], later[-1]), "alloc/catch_up_after": run.run_id},
-            )
-    return dg.RunRequest(run_key=f"report-after-{run.run_id}", job_name=report_job.name)
-
-
-def landing_file_day(path: str) -> dt.date | None:
-    m = LANDING_NAME.search(Path(path).name)
-    return dt.date.fromisoformat(m.group(1)) if m else None
-
-
-__all__ = ["LandingZone", "daily_schedule", "new_market_data_sensor", "report_after_history"]
+__all__ = ["LandingZone", "catch_up_sensor", "daily_schedule", "new_market_data_sensor"]

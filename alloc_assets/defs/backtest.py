@@ -21,8 +21,8 @@ from alloc_assets.core.regimes import PROBABILITY_COLUMNS
 from alloc_assets.core.report import build_report, report_markdown, run_summary
 from alloc_assets.core.scalars import applied_scalars as compute_applied
 from alloc_assets.core.strategies import get_profile, profile_weights
-from alloc_assets.defs.allocator import load_panel
-from alloc_assets.defs.common import WAREHOUSE_POOL, check_result, column_schema, raise_on_blocking
+from alloc_assets.defs.allocator import history_span, load_panel
+from alloc_assets.defs.common import WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, column_schema, raise_on_blocking
 from alloc_assets.schemas import (
     BACKTEST_CHECKS,
     CHECK_BACKTEST_FINITE,
@@ -66,10 +66,12 @@ def _specs(asset: str, checks: dict) -> list[dg.AssetCheckSpec]:
 
 
 def _full_window(warehouse: DuckDBWarehouse) -> tuple[dt.date, dt.date]:
-    rows = warehouse.query("SELECT min(date) AS a, max(date) AS b FROM market_prices")
-    if rows.height == 0 or rows["a"][0] is None:
-        raise dg.Failure(description="market_prices is empty: run the history job first.")
-    return rows["a"][0], rows["b"][0]
+    """The stored history the backtests run over: the first market day through the last day reached
+    without a gap (the allocator layers stop there too)."""
+    first, last = history_span(warehouse)
+    if first is None:
+        raise dg.Failure(allow_retries=False, description="market_prices is empty: run the refresh job first.")
+    return first, last
 
 
 def _weights_frame(dates: np.ndarray, idx: np.ndarray, symbols, weights: np.ndarray, extra: dict | None = None) -> pl.DataFrame:
@@ -95,7 +97,7 @@ def _weights_outcome(frame: pl.DataFrame) -> CheckOutcome:
 def _read_weights(warehouse: DuckDBWarehouse, table: str) -> tuple[np.ndarray, list[str], np.ndarray, pl.DataFrame]:
     rows = warehouse.query(f"SELECT * FROM {table} ORDER BY date, symbol")
     if rows.height == 0:
-        raise dg.Failure(description=f"{table} is empty: materialize it first.")
+        raise dg.Failure(allow_retries=False, description=f"{table} is empty: materialize it first.")
     wide = rows.pivot(on="symbol", index="date", values="weight").sort("date")
     symbols = sorted(c for c in wide.columns if c != "date")
     return wide["date"].to_numpy().astype("datetime64[D]"), symbols, wide.select(symbols).to_numpy(), rows
@@ -113,10 +115,10 @@ def _run(warehouse: DuckDBWarehouse, settings: BacktestSettings, table: str) -> 
     panel = load_panel(warehouse, start, end)
     trade_dates, symbols, weights, _ = _read_weights(warehouse, table)
     if tuple(symbols) != panel.symbols:
-        raise dg.Failure(description=f"{table} symbols {symbols} differ from market_prices {panel.symbols}; re-run {table}.")
+        raise dg.Failure(allow_retries=False, description=f"{table} symbols {symbols} differ from market_prices {panel.symbols}; re-run {table}.")
     idx = np.searchsorted(panel.dates, trade_dates)
     if not np.array_equal(panel.dates[np.minimum(idx, len(panel.dates) - 1)], trade_dates):
-        raise dg.Failure(description=f"{table} has dates that are not in market_prices; re-run {table}.")
+        raise dg.Failure(allow_retries=False, description=f"{table} has dates that are not in market_prices; re-run {table}.")
     result = run_backtest(panel.returns(), idx, weights, None, settings.cost_bps, settings.cash_rate)
     return _backtest_frame(panel.dates, result), result
 
@@ -143,6 +145,7 @@ def _backtest_metadata(frame: pl.DataFrame) -> dict:
     kinds={"duckdb", "numpy"},
     code_version="weights-1",
     pool=WAREHOUSE_POOL,
+    retry_policy=WAREHOUSE_RETRY,
     check_specs=_specs("weights_raw", WEIGHT_CHECKS),
     metadata={"dagster/column_schema": column_schema(Weights), "dagster/table_name": "weights_raw"},
 )
@@ -184,6 +187,7 @@ def weights_raw(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, b
     kinds={"duckdb", "numpy"},
     code_version="backtest-1",
     pool=WAREHOUSE_POOL,
+    retry_policy=WAREHOUSE_RETRY,
     check_specs=_specs("baseline_backtest", {CHECK_BACKTEST_FINITE: BACKTEST_CHECKS[CHECK_BACKTEST_FINITE]}),
     metadata={"dagster/column_schema": column_schema(Backtest), "dagster/table_name": "baseline_backtest"},
 )
@@ -214,13 +218,13 @@ def scalars_for_trades(warehouse: DuckDBWarehouse, allocator: AllocatorSettings,
     if mode is AllocatorMode.PRECOMPUTED:
         applied = warehouse.query("SELECT date, risk_scalar_applied FROM applied_scalars ORDER BY date")
         if applied.height == 0:
-            raise dg.Failure(description="applied_scalars is empty: run the history job (allocator mode precomputed).")
+            raise dg.Failure(allow_retries=False, description="applied_scalars is empty: run the history job (allocator mode precomputed).")
         a_dates = applied["date"].to_numpy().astype("datetime64[D]")
         a_vals = applied["risk_scalar_applied"].to_numpy()
     else:
         rs = warehouse.query("SELECT date, risk_scalar FROM risk_scalars ORDER BY date")
         if rs.height == 0:
-            raise dg.Failure(description="risk_scalars is empty: run the history job (allocator mode compute).")
+            raise dg.Failure(allow_retries=False, description="risk_scalars is empty: run the history job (allocator mode compute).")
         cfg = allocator.apply_config()
         table = compute_applied(rs["date"].to_numpy().astype("datetime64[D]"), rs["risk_scalar"].to_numpy(),
                                 cfg.frequency, cfg.apply_missing_scalar_as, cfg.overrides)
@@ -238,6 +242,7 @@ def scalars_for_trades(warehouse: DuckDBWarehouse, allocator: AllocatorSettings,
     kinds={"duckdb", "numpy"},
     code_version="weights-scaled-1",
     pool=WAREHOUSE_POOL,
+    retry_policy=WAREHOUSE_RETRY,
     check_specs=_specs("weights_scaled", {**WEIGHT_CHECKS, CHECK_SCALED_CONSISTENT: BACKTEST_CHECKS[CHECK_SCALED_CONSISTENT]}),
     metadata={"dagster/column_schema": column_schema(Weights), "dagster/table_name": "weights_scaled"},
 )
@@ -273,6 +278,7 @@ def weights_scaled(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
     kinds={"duckdb", "numpy"},
     code_version="backtest-1",
     pool=WAREHOUSE_POOL,
+    retry_policy=WAREHOUSE_RETRY,
     check_specs=_specs("scaled_backtest", {CHECK_BACKTEST_FINITE: BACKTEST_CHECKS[CHECK_BACKTEST_FINITE]}),
     metadata={"dagster/column_schema": column_schema(Backtest), "dagster/table_name": "scaled_backtest"},
 )
@@ -309,19 +315,19 @@ def comparison_report(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
     allocator usage, regime distribution and transitions, the ten deepest de-risk events, a verdict
     with its reasons, and figures (equity with regime shading, drawdowns, applied scalar, regime
     probabilities). Files: ``$ALLOC_HOME/reports/<profile>/two_pass_comparison.{json,md}`` and PNGs."""
-    with warehouse.session():
+    with warehouse.session(read_only=True):  # a reader: never takes the writer's lock
         base = warehouse.query("SELECT * FROM baseline_backtest ORDER BY date")
         scaled = warehouse.query("SELECT * FROM scaled_backtest ORDER BY date")
         regimes = warehouse.query("SELECT * FROM regime_series ORDER BY date")
         weights = warehouse.query("SELECT DISTINCT date, scalar FROM weights_scaled ORDER BY date")
     if base.height == 0 or base["date"].to_list() != scaled["date"].to_list():
-        raise dg.Failure(description="baseline_backtest and scaled_backtest cover different dates; re-run both.")
+        raise dg.Failure(allow_retries=False, description="baseline_backtest and scaled_backtest cover different dates; re-run both.")
     dates = base["date"].to_numpy().astype("datetime64[D]")
     reg = dict(zip(regimes["date"].to_list(), regimes["regime"].to_list()))
     missing = [d for d in base["date"].to_list() if d not in reg]
     if missing:
-        raise dg.Failure(description=f"regime_series lacks {len(missing)} backtest dates (first {missing[0]}); "
-                                     "run the history job over the whole range.")
+        raise dg.Failure(allow_retries=False, description=f"regime_series lacks {len(missing)} backtest dates (first {missing[0]}); "
+                                     "run the refresh job.")
     labels = [reg[d] for d in base["date"].to_list()]
     probs_by_date = {r["date"]: [r[c] for c in PROBABILITY_COLUMNS] for r in regimes.iter_rows(named=True)}
     probs = np.array([probs_by_date[d] for d in base["date"].to_list()])
@@ -339,7 +345,9 @@ def comparison_report(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
     tmp = json_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=2))
     tmp.replace(json_path)  # atomic: readers never see a half-written report
-    md_path.write_text(report_markdown(report, {k: p.name for k, p in figures.items()}))
+    tmp_md = md_path.with_suffix(".md.tmp")
+    tmp_md.write_text(report_markdown(report, {k: p.name for k, p in figures.items()}))
+    tmp_md.replace(md_path)
     context.log.info("Run summary\n" + run_summary(report, sources=None))
     missing_keys = [k for k in REPORT_KEYS if k not in report]
     sev, desc = REPORT_CHECKS[CHECK_REPORT_KEYS]

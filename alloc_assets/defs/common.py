@@ -1,4 +1,4 @@
-"""Wiring shared by the asset modules: partition windows, check results, column schemas."""
+"""Wiring shared by the asset modules: pool, retry policy, check results, column schemas."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ import pandera.polars as pa
 
 from alloc_assets.schemas import CheckOutcome, describe_first_failure, failures_markdown
 
-#: Concurrency pool of every asset that writes the DuckDB warehouse (one writer at a time).
+#: Concurrency pool of every asset that writes the DuckDB warehouse. The instance files set the
+#: pool's limit to 1 at run granularity: one warehouse-writing run at a time.
 WAREHOUSE_POOL = "warehouse"
 
-
-def partition_window(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
-    """First and last trading day (inclusive) of the partition or partition range being run."""
-    keys = context.partition_key_range
-    return dt.date.fromisoformat(keys.start), dt.date.fromisoformat(keys.end)
+#: Transient warehouse errors (a lock held by another process past its wait) are retried; bad data
+#: raises ``Failure(allow_retries=False)`` and is never retried.
+WAREHOUSE_RETRY = dg.RetryPolicy(max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL)
 
 
 def check_result(outcome: CheckOutcome, asset: str) -> dg.AssetCheckResult:
@@ -53,6 +52,7 @@ def raise_on_blocking(context: dg.AssetExecutionContext, outcomes: list[CheckOut
     raise dg.Failure(
         description=f"{asset}: input rejected, nothing was stored.\n" + "\n".join(lines),
         metadata={o.name: dg.MetadataValue.md(failures_markdown(o.failures)) for o in failed},
+        allow_retries=False,
     )
 
 

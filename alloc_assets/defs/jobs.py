@@ -1,21 +1,27 @@
-"""Jobs: the history (range) job over the partitioned layers."""
+"""Jobs. One run goes from market data to the report.
+
+- ``refresh_job``: ``market_prices`` over one year partition or a range of them (one run, single-run
+  backfill), then the incremental allocator layers, weights, both backtests and the report. A
+  landing file, a scheduled day and a history backfill are each ONE run of this job.
+- ``derive_job``: everything after the market layer (no partition): what the state-driven
+  ``catch_up_sensor`` runs when stored market data is newer than the report, and what a settings
+  change needs.
+"""
 
 import dagster as dg
 
-from alloc_assets.partitions import trading_day_partitions
+DERIVED = dg.AssetSelection.groups("allocator", "strategy", "report")
 
-#: Every daily-partitioned asset, run as ONE run over a partition range (single-run backfills).
-history_job = dg.define_asset_job(
-    "history_job",
-    selection=dg.AssetSelection.groups("market", "allocator"),
-    partitions_def=trading_day_partitions,
-    description="The daily layers over a range of trading days, in one run (history backfill).",
+refresh_job = dg.define_asset_job(
+    "refresh_job",
+    selection=dg.AssetSelection.groups("market") | DERIVED,
+    description="Market data for a year (or a range of years) through every derived layer and the report, in one run.",
+    tags={"alloc/warehouse_writer": "true"},
 )
 
-#: The whole-history layers (strategy, twin backtests, report), refreshed after the daily layers.
-report_job = dg.define_asset_job(
-    "report_job",
-    selection=dg.AssetSelection.groups("strategy", "report"),
-    description="Weights, both backtests and the two-pass comparison report over the stored history.",
+derive_job = dg.define_asset_job(
+    "derive_job",
+    selection=DERIVED,
+    description="The allocator layers (incremental), weights, both backtests and the report from the stored market data.",
+    tags={"alloc/warehouse_writer": "true"},
 )
-

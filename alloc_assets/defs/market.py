@@ -1,30 +1,39 @@
-"""The market layer: ``market_prices``, validated and stored one partition window at a time."""
+"""The market layer: ``market_prices``, one partition per calendar year (see ``partitions.py``).
 
+A partition's rows are a pure function of the configured source and the accepted landing copies
+of its days (``landing/accepted/<day>/``; a landing copy replaces the source's row for its day):
+re-materialising a year is idempotent, and a new or corrected day re-materialises its year. Only
+the days whose closes actually changed are recorded in the change log, so the allocator layers
+recompute from the earliest changed day and no further back.
+"""
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
-from alloc_assets.core.calendar import sessions_between
+from alloc_assets.core.calendar import last_contiguous_session, sessions_between
+from alloc_assets.core.landing import current_copies, is_accepted_copy, sha256_file
 from alloc_assets.core.market_io import MarketData, MarketDataError
 from alloc_assets.defs.common import (
     WAREHOUSE_POOL,
+    WAREHOUSE_RETRY,
     check_result,
     column_schema,
-    partition_window,
     raise_on_blocking,
 )
-from alloc_assets.partitions import trading_day_partitions
+from alloc_assets.partitions import market_partitions
 from alloc_assets.schemas import (
     CHECK_PRICES_VALID,
     MARKET_CHECKS,
-    MarketPrices,
     CheckOutcome,
+    MarketPrices,
     market_price_checks,
 )
+from resources.landing import LandingZone
 from resources.market_source import MarketDataSource
-from resources.warehouse import DuckDBWarehouse
+from resources.warehouse import Change, DuckDBWarehouse
 
 MARKET_TABLES = ("market_prices",)
 
@@ -33,7 +42,10 @@ class MarketPricesConfig(dg.Config):
     """Run settings of ``market_prices``."""
 
     files: list[str] = []
-    """Read these files (e.g. landing files picked up by the sensor) instead of the configured source."""
+    """Accepted landing copies (``landing/accepted/<day>/...``) this run must read for their days
+    (the sensor names the copies it validated); other days of the window use their CURRENT copy."""
+    consume: list[str] = []
+    """``<original path>::<sha256>`` of landing files to remove once stored (set by the sensor)."""
     symbols: list[str] = []
     """The universe; empty = the symbols already stored, else those of the source."""
     jump_threshold: float = 0.5
@@ -47,89 +59,191 @@ def _merge(a: CheckOutcome, b: CheckOutcome) -> CheckOutcome:
     return CheckOutcome(a.name, False, a.severity, a.description, failures)
 
 
-@dg.asset(
-    partitions_def=trading_day_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="market",
-    kinds={"duckdb", "polars", "pandera"},
-    code_version="market-1",
-    pool=WAREHOUSE_POOL,
-    check_specs=[
-        dg.AssetCheckSpec(name, asset="market_prices", description=desc, blocking=sev == "ERROR")
-        for name, (sev, desc) in MARKET_CHECKS.items()
-    ],
-    metadata={"dagster/column_schema": column_schema(MarketPrices), "dagster/table_name": "market_prices"},
-)
-def market_prices(
-    context: dg.AssetExecutionContext,
-    config: MarketPricesConfig,
-    warehouse: DuckDBWarehouse,
-    market_source: MarketDataSource,
-):
-    """Daily adjusted closes of the strategy universe (the stocks), one row per (date, symbol).
+def _window(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
+    tw = context.partition_time_window
+    return tw.start.date(), (tw.end - dt.timedelta(days=1)).date()
 
-    Source: the bundled US equities set (20 stocks, 1990-2022) unless ``ALLOC_MARKET_DATA`` names a
-    file or directory; the sensor passes landing files through ``files``. The S&P 500 index (the
-    benchmark) is stored beside it in ``market_benchmark`` and sectors in ``market_sectors``.
 
-    Every row is validated before anything is written (table ``market_prices``, DuckDB); a failed
-    blocking check leaves the warehouse exactly as it was. A range run (backfill) writes the whole
-    window in one transaction.
-    """
-    with warehouse.session():  # one DuckDB connection for the whole step
-        start, end = partition_window(context)
-        warehouse.ensure_tables(*MARKET_TABLES)
+def _fail(exc: MarketDataError) -> dg.Failure:
+    return dg.Failure(description=str(exc), metadata={"file": exc.file or "", "row": exc.row or 0,
+                                                      "column": exc.column or ""}, allow_retries=False)
+
+
+def build_market_prices(partitions_def: dg.PartitionsDefinition = market_partitions) -> dg.AssetsDefinition:
+    """The ``market_prices`` asset on a partitions definition (yearly in the definitions; the
+    benchmark builds a monthly one to measure the choice)."""
+
+    @dg.asset(
+        name="market_prices",
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name="market",
+        kinds={"duckdb", "polars", "pandera"},
+        code_version="market-2",
+        pool=WAREHOUSE_POOL,
+        retry_policy=WAREHOUSE_RETRY,
+        check_specs=[
+            dg.AssetCheckSpec(name, asset="market_prices", description=desc, blocking=sev == "ERROR")
+            for name, (sev, desc) in MARKET_CHECKS.items()
+        ],
+        metadata={"dagster/column_schema": column_schema(MarketPrices), "dagster/table_name": "market_prices"},
+    )
+    def market_prices(
+        context: dg.AssetExecutionContext,
+        config: MarketPricesConfig,
+        warehouse: DuckDBWarehouse,
+        market_source: MarketDataSource,
+        landing: LandingZone,
+    ):
+        """Daily adjusted closes of the strategy universe (the stocks), one row per (date, symbol).
+
+        Source: the bundled US equities set (20 stocks, 1990-2022) unless ``ALLOC_MARKET_DATA``
+        names a file or directory, plus the accepted landing copies of the window's days (a copy
+        replaces the source's row for its day). The S&P 500 index (the benchmark) is stored beside
+        it in ``market_benchmark`` and sectors in ``market_sectors``.
+
+        Every row is validated before anything is written (table ``market_prices``, DuckDB); a
+        failed blocking check leaves the warehouse exactly as it was. A range run (backfill) writes
+        the whole window in one transaction, with its entry in the change log.
+        """
+        start, end = _window(context)
         try:
-            data = market_source.load(config.files or None)
+            data = market_source.load()
         except MarketDataError as exc:
-            raise dg.Failure(description=str(exc), metadata={"file": exc.file or "", "row": exc.row or 0,
-                                                             "column": exc.column or ""}) from exc
-        data = _split_benchmark_columns(data, _stored_benchmark_names(warehouse))
-        universe = config.symbols or _stored_universe(warehouse, start, end) or sorted(data.prices["symbol"].unique().to_list())
-        window = data.prices.filter((pl.col("date") >= start) & (pl.col("date") <= end)) if not config.files else data.prices
-        sessions = list(sessions_between(start, end).date)
-        outcomes = market_price_checks(window, start, end, sessions, universe,
-                                       previous_close=_previous_close(warehouse, start),
-                                       jump_threshold=config.jump_threshold)
-        bench = None
-        if data.benchmark is not None:
-            bench = data.benchmark.filter((pl.col("date") >= start) & (pl.col("date") <= end)) if not config.files else data.benchmark
-            as_prices = bench.rename({"name": "symbol"})
-            bench_outcomes = market_price_checks(as_prices, start, end, sessions, None)
-            by_name = {o.name: o for o in bench_outcomes}
-            outcomes = [_merge(o, by_name[o.name]) if o.severity == "ERROR" else o for o in outcomes]
-        yield from raise_on_blocking(context, outcomes, asset="market_prices")
+            raise _fail(exc) from None
+        copies = current_copies(landing.accepted(), start, end)
+        for f in config.files:
+            path = Path(f)
+            if not is_accepted_copy(path, landing.accepted()):
+                raise dg.Failure(description=f"{f} is not an accepted landing copy under {landing.accepted()} "
+                                             "(runs read only the immutable copies the sensor made).",
+                                 allow_retries=False)
+            day = dt.date.fromisoformat(path.parent.name)
+            if start <= day <= end:
+                copies[day] = path
+        src = data.window(start, end)
+        src_last = src.prices["date"].max() if src.prices.height else None
+        with warehouse.session():  # one DuckDB connection for the whole step
+            warehouse.ensure_tables(*MARKET_TABLES)
+            if copies:
+                try:
+                    landed = market_source.load([str(p) for p in sorted(copies.values())])
+                except MarketDataError as exc:
+                    raise _fail(exc) from None
+                landed = _split_benchmark_columns(landed, _stored_benchmark_names(warehouse, src))
+                src = _overlay(src, landed, set(copies))
+            universe = (config.symbols or _stored_universe(warehouse, start, end)
+                        or sorted(data.prices["symbol"].unique().to_list()) or sorted(src.prices["symbol"].unique().to_list()))
+            window = src.prices
+            # the source must be complete over its own span; landing days may arrive with gaps
+            required = list(sessions_between(start, src_last).date) if src_last is not None else []
+            outcomes = market_price_checks(window, start, end, required, universe,
+                                           previous_close=_previous_close(warehouse, start),
+                                           jump_threshold=config.jump_threshold)
+            bench = src.benchmark
+            if bench is not None:
+                as_prices = bench.rename({"name": "symbol"})
+                bench_outcomes = market_price_checks(as_prices, start, end, required, None)
+                by_name = {o.name: o for o in bench_outcomes}
+                outcomes = [_merge(o, by_name[o.name]) if o.severity == "ERROR" else o for o in outcomes]
+            yield from raise_on_blocking(context, outcomes, asset="market_prices")
 
-        stored = window.select("date", "symbol", "close").sort("date", "symbol")
-        writes = {"market_prices": stored}
-        if bench is not None:
-            writes["market_benchmark"] = bench.select("date", "name", "close").sort("date")
-        whole = {"market_sectors": pl.DataFrame({"symbol": list(data.sectors), "sector": list(data.sectors.values())},
-                                                schema={"symbol": pl.Utf8, "sector": pl.Utf8})} if data.sectors else None
-        warehouse.replace_window(writes, start, end, whole_tables=whole)
+            stored = window.select("date", "symbol", "close").sort("date", "symbol")
+            writes = {"market_prices": stored}
+            if bench is not None:
+                writes["market_benchmark"] = bench.select("date", "name", "close").sort("date")
+            changed_from = _first_change(warehouse, "market_prices", stored, ["date", "symbol"], start, end)
+            if bench is not None:
+                b = _first_change(warehouse, "market_benchmark", writes["market_benchmark"], ["date"], start, end)
+                changed_from = min(d for d in (changed_from, b) if d is not None) if (changed_from or b) else None
+            sectors = data.sectors
+            whole = {"market_sectors": pl.DataFrame({"symbol": list(sectors), "sector": list(sectors.values())},
+                                                    schema={"symbol": pl.Utf8, "sector": pl.Utf8})} if sectors else None
+            last_day = stored["date"].max() if stored.height else None
+            version = warehouse.replace_window(
+                writes, start, end, whole_tables=whole,
+                change=Change("market_prices", changed_from, last_day, context.run_id))
+            first = warehouse.query("SELECT min(date) AS d FROM market_prices")["d"][0]
+            days = warehouse.query("SELECT DISTINCT date FROM market_prices WHERE date >= ? ORDER BY date",
+                                   [start if first is None else first])["date"].to_list()
+        contiguous = last_contiguous_session(first, days) if first is not None else None
+        have = set(stored["date"].unique().to_list())
+        gaps = [d for d in sessions_between(start, last_day).date if d not in have] if last_day is not None else []
+        removed = _consume(config.consume)
 
-        last = stored.filter(pl.col("date") == stored["date"].max()).sort("symbol")
+        last = stored.filter(pl.col("date") == last_day).sort("symbol") if last_day else stored
         yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": stored.height,
                 "window": f"{start} .. {end}",
                 "dates": stored["date"].n_unique(),
                 "symbols": len(universe),
-                "source": market_source.describe() if not config.files else ", ".join(config.files),
+                "source": market_source.describe(),
+                "landing_copies": dg.MetadataValue.md("\n".join(f"- {d}: `{p}`" for d, p in sorted(copies.items()))
+                                                      or "_none_"),
+                "changed_from": str(changed_from) if changed_from else "nothing changed",
+                "change_version": version or 0,
+                "gaps_in_window": dg.MetadataValue.md(", ".join(map(str, gaps)) or "_none_"),
+                "last_contiguous_day": str(contiguous) if contiguous else "none",
+                "landing_files_removed": len(removed),
                 "benchmark": "none (the equal-weight index of the universe stands in)" if bench is None
                 else f"{bench['name'][0]} in market_benchmark",
-                "last_date": str(stored["date"].max()),
+                "last_date": str(last_day),
                 "preview": dg.MetadataValue.md(_preview(last)),
             },
         )
         for o in outcomes:
             yield check_result(o, "market_prices")
 
+    return market_prices
 
-def _stored_benchmark_names(warehouse: DuckDBWarehouse) -> list[str]:
-    if not warehouse.table_exists("market_benchmark"):
-        return []
-    return warehouse.query("SELECT DISTINCT name FROM market_benchmark")["name"].to_list()
+
+market_prices = build_market_prices()
+
+
+def _overlay(src: MarketData, landed: MarketData, days: set[dt.date]) -> MarketData:
+    """The source's rows for days without a landing copy, and the landing rows for the others."""
+    keep = ~pl.col("date").is_in(sorted(days))
+    prices = pl.concat([src.prices.filter(keep), landed.prices], how="diagonal_relaxed").sort("date", "symbol")
+    benches = [b for b in (src.benchmark.filter(keep) if src.benchmark is not None else None, landed.benchmark)
+               if b is not None]
+    bench = pl.concat(benches, how="diagonal_relaxed").sort("date") if benches else None
+    return MarketData(prices, bench, {**src.sectors, **landed.sectors}, src.files + landed.files)
+
+
+def _first_change(warehouse: DuckDBWarehouse, table: str, new: pl.DataFrame, keys: list[str],
+                  start: dt.date, end: dt.date) -> dt.date | None:
+    """The earliest date in [start, end] whose stored rows differ from ``new`` (None: identical)."""
+    if not warehouse.table_exists(table):
+        return new["date"].min() if new.height else None
+    old = warehouse.query(f"SELECT {', '.join(keys)}, close FROM {table} WHERE date BETWEEN ? AND ?", [start, end])
+    if old.height == 0:
+        return new["date"].min() if new.height else None
+    both = new.select(*keys, "close").join(old, on=keys, how="full", coalesce=True, suffix="_old")
+    diff = both.filter(pl.col("close").is_null() | pl.col("close_old").is_null() | (pl.col("close") != pl.col("close_old")))
+    return diff["date"].min() if diff.height else None
+
+
+def _consume(entries: list[str]) -> list[str]:
+    """Remove the original landing files the run stored (only if their content is unchanged)."""
+    removed = []
+    for entry in entries:
+        path_s, _, sha = entry.rpartition("::")
+        path = Path(path_s)
+        try:
+            if path.is_file() and not path.is_symlink() and sha256_file(path) == sha:
+                path.unlink()
+                removed.append(path_s)
+        except OSError:
+            continue
+    return removed
+
+
+def _stored_benchmark_names(warehouse: DuckDBWarehouse, src: MarketData) -> list[str]:
+    names = set(src.benchmark["name"].unique().to_list()) if src.benchmark is not None and src.benchmark.height else set()
+    if warehouse.table_exists("market_benchmark"):
+        names |= set(warehouse.query("SELECT DISTINCT name FROM market_benchmark")["name"].to_list())
+    return sorted(names)
 
 
 def _split_benchmark_columns(data: MarketData, names: list[str]) -> MarketData:
@@ -170,4 +284,4 @@ def _preview(last: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["market_prices", "MarketPricesConfig", "CHECK_PRICES_VALID"]
+__all__ = ["market_prices", "build_market_prices", "MarketPricesConfig", "CHECK_PRICES_VALID"]

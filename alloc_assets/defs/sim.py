@@ -14,8 +14,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from alloc_assets.defs.allocator import load_panel
-from alloc_assets.defs.common import WAREHOUSE_POOL
+from alloc_assets.defs.allocator import history_span, load_panel
 from alloc_assets.schemas import REGIME_LABELS
 from resources.settings import alloc_home
 from resources.warehouse import DuckDBWarehouse
@@ -53,12 +52,15 @@ def scenario_models(context: dg.AssetExecutionContext, warehouse: DuckDBWarehous
     started from today's regime probabilities, and the allocator's state at the last stored day."""
     from alloc_assets.sim import calibrate_world_model, start_from_panel
 
-    with warehouse.session():
-        rows = warehouse.query("SELECT min(date) AS a, max(date) AS b FROM market_prices")
-        panel = load_panel(warehouse, rows["a"][0], rows["b"][0])
-        reg = warehouse.query("SELECT date, regime, p_normal, p_elevated, p_stress, p_crisis FROM regime_series ORDER BY date")
+    with warehouse.session(read_only=True):  # a reader: never takes the writer's lock
+        first, last = history_span(warehouse)
+        if first is None:
+            raise dg.Failure(allow_retries=False, description="market_prices is empty: run the refresh job first.")
+        panel = load_panel(warehouse, first, last)
+        reg = warehouse.query("SELECT date, regime, p_normal, p_elevated, p_stress, p_crisis FROM regime_series "
+                              "WHERE date BETWEEN ? AND ? ORDER BY date", [first, last])
     if reg.height != len(panel.dates):
-        raise dg.Failure(description="regime_series does not cover every stored trading day; run the history job first.")
+        raise dg.Failure(allow_retries=False, description="regime_series does not cover every stored trading day; run the history job first.")
     labels = np.array([REGIME_LABELS.index(r) for r in reg["regime"].to_list()])
     returns = panel.returns()[1:]
     p_today = reg.select("p_normal", "p_elevated", "p_stress", "p_crisis").to_numpy()[-1]
@@ -87,8 +89,7 @@ def scenario_models(context: dg.AssetExecutionContext, warehouse: DuckDBWarehous
     partitions_def=scenario_partitions,
     group_name=GROUP,
     kinds={"jax", "duckdb", "matplotlib"},
-    code_version="sim-stress-1",
-    pool=WAREHOUSE_POOL,
+    code_version="sim-stress-2",
 )
 def stress_tests(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, simulation: SimulationSettings):
     """One scenario simulated (``n_paths`` futures over ``horizon_days``) with the baseline and the
@@ -109,20 +110,8 @@ def stress_tests(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, 
     frame = pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.lit(saved["last_date"]).alias("calibrated_through"))
     # a column that is None in every row (e.g. no path recovered) is still a number column
     frame = frame.with_columns([pl.col(c).cast(pl.Float64) for c, t in frame.schema.items() if t == pl.Null])
-    with warehouse.session():
-        with warehouse.connect() as con:
-            con.begin()
-            try:
-                con.register("_rows", frame.to_arrow())
-                con.execute("CREATE TABLE IF NOT EXISTS stress_dashboard AS SELECT * FROM _rows LIMIT 0")
-                con.execute("DELETE FROM stress_dashboard WHERE scenario = ?", [name])
-                con.execute("INSERT INTO stress_dashboard BY NAME SELECT * FROM _rows")
-                con.commit()
-            except BaseException:
-                con.rollback()
-                raise
-            finally:
-                con.unregister("_rows")
+    # computed above without the warehouse; the writer's lock is held only for this short write
+    warehouse.append_rows("stress_dashboard", frame, "scenario = ?", [name])
     figures = {}
     for kind, png in (("fan", result.fan_chart_png()), ("drawdowns", result.drawdown_png())):
         path = simulation.root() / f"{name}_{kind}.png"
