@@ -6,8 +6,6 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export ALLOC_HOME ?= $(CURDIR)/.alloc
 export DAGSTER_HOME ?= $(ALLOC_HOME)/dagster
-# Dagster stores events in batches (see alloc_assets/instance_storage.py)
-export DAGSTER_EVENT_BATCH_SIZE ?= 10000
 
 .PHONY: setup demo test test-fast bench ui clean
 
@@ -33,7 +31,7 @@ bench: setup
 
 ui: setup
 	@mkdir -p $(DAGSTER_HOME)
-	$(BIN)/python -c "from alloc_assets.demo import prepare_instance_home; prepare_instance_home()"
+	$(BIN)/python -c "from alloc_assets.instance import prepare_instance_home; prepare_instance_home()"
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 clean:
