@@ -60,16 +60,22 @@ class Watermark:
 
 
 def _fault_point(name: str) -> None:
-    """Fault injection for the crash tests: ``ALLOC_FAULT_PAUSE=<name>:<seconds>`` sleeps here
-    (e.g. inside the open write transaction) so a test can ``kill -9`` the run worker there."""
+    """Fault injection for the crash tests: with ``ALLOC_FAULT_PAUSE=<name>:<seconds>`` and
+    ``ALLOC_FAULT_MARKER=<file>``, the first process to get here writes its PID to the marker and
+    sleeps (e.g. inside the open write transaction) so a test can ``kill -9`` it there; once the
+    marker exists, later runs (the retry) pass straight through."""
     import os
 
-    spec = os.environ.get("ALLOC_FAULT_PAUSE", "")
-    if spec.startswith(name + ":"):
-        marker = os.environ.get("ALLOC_FAULT_MARKER")
-        if marker:
-            Path(marker).write_text(str(os.getpid()))
-        time.sleep(float(spec.split(":", 1)[1]))
+    spec, marker = os.environ.get("ALLOC_FAULT_PAUSE", ""), os.environ.get("ALLOC_FAULT_MARKER", "")
+    if not spec.startswith(name + ":") or not marker:
+        return
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    time.sleep(float(spec.split(":", 1)[1]))
 
 
 def open_duckdb(file: str, read_only: bool, lock_timeout_seconds: float) -> duckdb.DuckDBPyConnection:

@@ -1,202 +1,334 @@
-"""Schedule and sensors through Dagster's harnesses (build_schedule_context / build_sensor_context /
-build_run_status_sensor_context)."""
+"""Schedule and sensors through Dagster's harnesses (build_schedule_context, build_sensor_context,
+evaluate_tick), and the runs they request executed in process against a real DuckDB warehouse.
+
+The reference for "days out of order" and "N files in one run" is the same days landed in order,
+one run each: the derived tables must be identical.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import time
+import uuid
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 import numpy as np
+import polars as pl
 import pytest
-from polars.testing import assert_frame_equal
 
-from alloc_assets.core.calendar import stored_sessions_after
 from alloc_assets.core.panel import load_bundled_panel
 from alloc_assets.definitions import defs
-from alloc_assets.defs.allocator import ALLOCATOR_ASSETS
-from alloc_assets.defs.automation import LandingZone, daily_schedule, new_market_data_sensor, report_after_history
-from alloc_assets.defs.market import market_prices
-from alloc_assets.partitions import RANGE_END_TAG, RANGE_START_TAG, range_tags
-from resources.allocator import AllocatorSettings
+from alloc_assets.defs.automation import catch_up_sensor, daily_schedule, new_market_data_sensor
+from resources.landing import LandingZone
 from resources.market_source import MarketDataSource
 from resources.warehouse import DuckDBWarehouse
 
 NY = ZoneInfo("America/New_York")
-SYMS = ["AAA", "BBB", "CCC"]
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+DERIVED = ("latent_state", "regime_series", "risk_scalars", "applied_scalars", "baseline_backtest", "scaled_backtest")
+NEW_DAYS = ("2022-12-29", "2022-12-30", "2023-01-03", "2023-01-04")
 
 
-def tick(day: dt.date):
-    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(day.year, day.month, day.day, 18, 30, tzinfo=NY))
+# ------------------------------------------------------------------------------------------------
+# schedule
+
+def schedule_tick(day: dt.date, home: Path):
+    context = dg.build_schedule_context(
+        scheduled_execution_time=dt.datetime(day.year, day.month, day.day, 18, 30, tzinfo=NY),
+        resources={"landing": LandingZone(path=str(home / "landing")), "market_source": MarketDataSource(),
+                   "warehouse": DuckDBWarehouse(path=str(home / "warehouse.duckdb"))})
     return daily_schedule(context)
 
 
-def test_schedule_targets_the_trading_day_of_the_tick():
-    result = tick(dt.date(2023, 1, 3))
-    assert isinstance(result, dg.RunRequest) and result.partition_key == "2023-01-03"
-    assert daily_schedule.execution_timezone == "America/New_York"
-    assert daily_schedule.cron_schedule == "30 18 * * 1-5"
+def test_schedule_runs_a_day_present_in_the_source_as_its_year(alloc_home):
+    result = schedule_tick(dt.date(2022, 12, 28), alloc_home)
+    assert isinstance(result, dg.RunRequest) and result.partition_key == "2022"
+    assert result.run_key == "scheduled-2022-12-28"
+    assert daily_schedule.execution_timezone == "America/New_York" and daily_schedule.cron_schedule == "30 18 * * 1-5"
 
 
 @pytest.mark.parametrize("holiday", [dt.date(2023, 1, 2), dt.date(2022, 12, 26), dt.date(2023, 7, 4), dt.date(2001, 9, 11)])
-def test_schedule_skips_exchange_holidays(holiday):
-    result = tick(holiday)
+def test_schedule_skips_exchange_holidays(alloc_home, holiday):
+    result = schedule_tick(holiday, alloc_home)
     assert isinstance(result, dg.SkipReason) and "not an NYSE trading day" in result.skip_message
 
 
-def test_schedule_through_evaluate_tick():
-    """The schedule as the daemon evaluates it, with its definitions (partition key validated)."""
-    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2023, 1, 4, 18, 30, tzinfo=NY),
-                                        repository_def=defs.get_repository_def())
+def test_schedule_skips_with_a_reason_when_data_has_not_arrived(alloc_home):
+    """The bundled data ends in 2022: a 2023 weekday is a skip that says why, never a red run."""
+    result = schedule_tick(dt.date(2023, 1, 4), alloc_home)
+    assert isinstance(result, dg.SkipReason) and "has arrived" in result.skip_message
+
+
+def test_schedule_through_evaluate_tick_with_the_definitions(alloc_home):
+    from alloc_assets.definitions import RESOURCES
+
+    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2022, 12, 27, 18, 30, tzinfo=NY),
+                                        repository_def=defs.get_repository_def(), resources=RESOURCES)
     data = daily_schedule.evaluate_tick(context)
-    assert [r.partition_key for r in data.run_requests] == ["2023-01-04"]
+    assert [r.partition_key for r in data.run_requests] == ["2022"]
 
 
-def write(path, rows, header=("date", *SYMS)):
-    path.write_text("\n".join(",".join(map(str, r)) for r in [header, *rows]) + "\n")
+# ------------------------------------------------------------------------------------------------
+# landing sensor
+
+def landing_csv(path: Path, day: str, factor: float = 1.0, symbols=None) -> Path:
+    """A wide landing file for ``day``: the bundled last closes times ``factor`` (+ the benchmark)."""
+    panel = load_bundled_panel()
+    syms = list(symbols or panel.symbols)
+    idx = [panel.symbols.index(s) for s in syms]
+    closes = panel.close[-1, idx] * factor
+    header = ["date", *syms, "SP500"]
+    row = [day, *[f"{c:.6f}" for c in closes], f"{panel.benchmark[-1] * factor:.6f}"]
+    tmp = path.with_name("." + path.name + ".part")
+    tmp.write_text(",".join(header) + "\n" + ",".join(row) + "\n")
+    old = time.time() - 3600  # settled an hour ago
+    os.utime(tmp, (old, old))
+    tmp.rename(path)  # the atomic rename a careful producer does
     return path
 
 
-def evaluate(landing, cursor=None):
-    instance = dg.DagsterInstance.ephemeral()
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"landing": LandingZone(path=str(landing))},
+def tick(landing: Path, cursor: str | None = None, instance=None, settle: float = 0.0):
+    context = dg.build_sensor_context(instance=instance or dg.DagsterInstance.ephemeral(), cursor=cursor,
+                                      resources={"landing": LandingZone(path=str(landing), settle_seconds=settle)},
                                       definitions=defs)
     return new_market_data_sensor(context), context
 
 
-def test_sensor_new_same_corrected_bad_and_cursor(tmp_path):
+def test_sensor_new_same_corrected_and_bad_files(tmp_path):
     landing = tmp_path / "landing"
     landing.mkdir()
-    f = write(landing / "prices_2023-01-03.csv", [["2023-01-03", 1, 2, 3]])
-    # new file -> one run request for its partition, with the file as run config
-    result, ctx = evaluate(landing)
-    assert [r.partition_key for r in result.run_requests] == ["2023-01-03"]
+    f = landing_csv(landing / "prices_2023-01-03.csv", "2023-01-03")
+    result, ctx = tick(landing)
+    assert len(result.run_requests) == 1
     req = result.run_requests[0]
-    assert req.run_config["ops"]["market_prices"]["config"]["files"] == [str(f)]
-    assert "prices_2023-01-03.csv" in req.run_key
-    cursor = ctx.cursor
-    assert json.loads(cursor)["prices_2023-01-03.csv"]
-    # same file, next tick (cursor persisted) -> nothing
-    result2, ctx2 = evaluate(landing, cursor)
-    assert isinstance(result2, dg.SkipReason)
-    assert ctx2.cursor == cursor
-    # corrected file -> a new request with a new run key
-    write(f, [["2023-01-03", 1, 2, 3.5]])
-    result3, ctx3 = evaluate(landing, cursor)
-    assert [r.partition_key for r in result3.run_requests] == ["2023-01-03"]
-    assert result3.run_requests[0].run_key != req.run_key
-    # days out of order: an earlier day lands later -> its own request
-    write(landing / "prices_2022-12-30.csv", [["2022-12-30", 1, 2, 3]])
-    result4, ctx4 = evaluate(landing, ctx3.cursor)
-    assert [r.partition_key for r in result4.run_requests] == ["2022-12-30"]
-    # bad file -> rejected with its reason, no request, sensor does not crash
-    write(landing / "prices_2023-01-04.csv", [["2023-01-04", 1, "x", 3]])
-    result5, ctx5 = evaluate(landing, ctx4.cursor)
-    assert isinstance(result5, dg.SkipReason) and "prices_2023-01-04.csv" in result5.skip_message
-    assert not (landing / "prices_2023-01-04.csv").exists()
-    assert (landing / "rejected" / "prices_2023-01-04.csv").exists()
-    reason = (landing / "rejected" / "prices_2023-01-04.csv.reason.txt").read_text()
-    assert "row 1" in reason and "column 'BBB'" in reason
-    assert ctx5.cursor == ctx4.cursor
+    assert req.partition_key == "2023"
+    files = req.run_config["ops"]["market_prices"]["config"]["files"]
+    # the run reads the immutable accepted copy, not the file in the landing folder
+    assert len(files) == 1 and Path(files[0]).parent == landing / "accepted" / "2023-01-03"
+    assert Path(files[0]).read_bytes() == f.read_bytes()
+    assert (landing / "accepted" / "2023-01-03" / "CURRENT").read_text() == Path(files[0]).name
+    # same file, next tick (the run has not consumed it yet): nothing new
+    again, ctx2 = tick(landing, ctx.cursor)
+    assert isinstance(again, dg.SkipReason)
+    # corrected content: a new request with a new run key, a new copy made CURRENT
+    landing_csv(f, "2023-01-03", factor=1.01)
+    fixed, ctx3 = tick(landing, ctx2.cursor)
+    assert fixed.run_requests[0].run_key != req.run_key
+    new_copy = fixed.run_requests[0].run_config["ops"]["market_prices"]["config"]["files"][0]
+    assert new_copy != files[0] and Path(files[0]).exists()  # the earlier copy stays (immutable audit trail)
+    # a bad file next to a good one: the bad one is rejected with file, row and column; the good one runs
+    bad = landing / "prices_2023-01-05.csv"
+    bad.write_text("date,AAPL,MSFT\n2023-01-05,1.5,x\n")
+    os.utime(bad, (time.time() - 3600,) * 2)
+    landing_csv(landing / "prices_2023-01-06.csv", "2023-01-06")
+    mixed, _ = tick(landing, ctx3.cursor)
+    assert [r.tags["alloc/landing_days"] for r in mixed.run_requests] == ["2023-01-06..2023-01-06"]
+    reason = (landing / "rejected" / "prices_2023-01-05.csv.reason.txt").read_text()
+    assert "row 1" in reason and "column 'MSFT'" in reason
+    assert not bad.exists()
 
 
-@pytest.mark.parametrize("name,rows,fragment", [
-    ("prices_2023-01-02.csv", [["2023-01-02", 1, 2, 3]], "not an NYSE trading day"),
-    ("prices_2023-01-05.csv", [["2023-01-05", 1, -2, 3]], "finite number > 0"),
-    ("prices_2023-01-05.csv", [["2023-01-06", 1, 2, 3]], "row 1"),
-    ("prices_2023-01-05.csv", [], "no data rows"),
+@pytest.mark.parametrize("name,body,fragment", [
+    ("prices_2023-01-02.csv", "date,A\n2023-01-02,1\n", "not an NYSE trading day"),
+    ("prices_2023-01-05.csv", "date,A,B\n2023-01-05,1,-2\n", "finite number > 0"),
+    ("prices_2023-01-05.csv", "date,A\n2023-01-06,1\n", "row 1"),
+    ("prices_2023-01-05.csv", "date,A\n", "no"),
+    ("prices_2023-02-30.csv", "date,A\n2023-02-30,1\n", "not a date"),
+    ("prices_1985-01-02.csv", "date,A\n1985-01-02,1\n", "outside the trading calendar"),
 ])
-def test_sensor_rejects_with_reason(tmp_path, name, rows, fragment):
+def test_sensor_rejects_with_reason_and_never_fails_the_tick(tmp_path, name, body, fragment):
     landing = tmp_path / "landing"
     landing.mkdir()
-    write(landing / name, rows)
-    result, _ = evaluate(landing)
-    assert isinstance(result, dg.SkipReason)
+    (landing / name).write_text(body)
+    os.utime(landing / name, (time.time() - 3600,) * 2)
+    good = landing_csv(landing / "prices_2022-12-30.csv", "2022-12-30")
+    result, _ = tick(landing)
+    assert len(result.run_requests) == 1 and good.exists()
     assert fragment in (landing / "rejected" / f"{name}.reason.txt").read_text()
 
 
-def test_sensor_tick_over_many_files_is_cheap(tmp_path):
+def test_future_dated_file_is_left_for_a_later_tick_and_valid_files_still_run(tmp_path):
     landing = tmp_path / "landing"
     landing.mkdir()
-    days = [d for d in defs.resolve_job_def("history_job").partitions_def.get_partition_keys()
-            if "2018-01-01" <= d <= "2022-12-31"][:300]
-    for d in days:
-        write(landing / f"prices_{d}.csv", [[d, 1, 2, 3]])
-    result, ctx = evaluate(landing)
-    assert len(result.run_requests) == len(days)
-    result2, _ = evaluate(landing, ctx.cursor)
-    assert isinstance(result2, dg.SkipReason)
+    future = landing / "prices_2034-01-03.csv"
+    future.write_text("date,A\n2034-01-03,1\n")
+    os.utime(future, (time.time() - 3600,) * 2)
+    landing_csv(landing / "prices_2022-12-29.csv", "2022-12-29")
+    result, ctx = tick(landing)
+    assert len(result.run_requests) == 1 and result.run_requests[0].partition_key == "2022"
+    assert future.exists() and not (landing / "rejected" / future.name).exists()
+    alone, _ = tick(landing, ctx.cursor)
+    assert isinstance(alone, dg.SkipReason) and "after today" in alone.skip_message
 
 
-def test_stored_sessions_after_stops_at_the_first_gap():
-    # 2022-12-26 is a holiday (Christmas observed): 12-23 and 12-27 are consecutive sessions
-    stored = ["2022-12-20", "2022-12-23", "2022-12-27", "2022-12-29"]
-    assert stored_sessions_after("2022-12-22", stored) == ["2022-12-23", "2022-12-27"]
-    assert stored_sessions_after("2022-12-21", stored) == []          # 12-22 itself is missing
-    assert stored_sessions_after("2022-12-29", stored) == []
+def test_a_file_still_being_written_is_left_alone_until_it_settles(tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    partial = landing / "prices_2022-12-29.csv"
+    partial.write_text("date,AAPL,MSFT\n2022-12-29,12")  # half-written, just modified
+    result, ctx = tick(landing, settle=30)
+    assert isinstance(result, dg.SkipReason) and "may still be being written" in result.skip_message
+    assert partial.exists() and not (landing / "rejected").exists() and not (landing / "accepted").exists()
+    landing_csv(partial, "2022-12-29")  # the writer finishes (settled)
+    done, _ = tick(landing, ctx.cursor, settle=30)
+    assert len(done.run_requests) == 1
 
 
-def _day_file(directory, day: str):
-    """The bundled closes of ``day`` (every digit) as a landing file, with the benchmark column."""
-    panel = load_bundled_panel()
-    i = int(np.searchsorted(panel.dates, np.datetime64(day)))
-    assert str(panel.dates[i])[:10] == day
-    header = ["date", *panel.symbols, "SP500"]
-    values = [day, *[f"{v:.17g}" for v in panel.close[i]], f"{panel.benchmark[i]:.17g}"]
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"prices_{day}.csv"
-    path.write_text(",".join(header) + "\n" + ",".join(values) + "\n")
-    return path
+def test_two_files_for_one_day_in_one_tick_give_one_run_on_the_newest(tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    old = landing_csv(landing / "a_2022-12-29.csv", "2022-12-29", factor=1.0)
+    new = landing_csv(landing / "b_2022-12-29.csv", "2022-12-29", factor=1.02)
+    os.utime(old, (time.time() - 7200,) * 2)
+    result, _ = tick(landing)
+    assert len(result.run_requests) == 1
+    copy = Path(result.run_requests[0].run_config["ops"]["market_prices"]["config"]["files"][0])
+    assert copy.read_bytes() == new.read_bytes()
+    assert (landing / "superseded" / "a_2022-12-29.csv").exists() and not old.exists()
 
 
-def _after(instance, result):
-    context = dg.build_run_status_sensor_context(
-        sensor_name="report_after_history", dagster_event=result.get_run_success_event(),
-        dagster_instance=instance, dagster_run=result.dagster_run)
-    return report_after_history(context)
+def test_symbolic_links_and_foreign_names_never_escape_the_folder(tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    outside = landing_csv(tmp_path / "secret_2022-12-29.csv", "2022-12-29")
+    (landing / "link_2022-12-29.csv").symlink_to(outside)
+    (landing / "..hidden_2022-12-29.csv").write_text("x")  # not a landing name: ignored
+    (landing / "notes.txt").write_text("hello")
+    result, _ = tick(landing)
+    assert isinstance(result, dg.SkipReason)
+    assert "symbolic links" in (landing / "rejected" / "link_2022-12-29.csv.reason.txt").read_text()
+    assert outside.exists() and not (landing / "accepted").exists()
 
 
-def test_days_out_of_order_are_caught_up_and_equal_the_in_order_run(alloc_home, tmp_path):
-    """History to 12-21; the file of 12-23 lands before the one of 12-22. The 12-23 run stores its
-    prices but its allocator layers stop (12-22 missing, nothing written); after 12-22 succeeds,
-    the run-status sensor asks for the allocator layers of 12-23, and that run's success asks for
-    the report. The tables then equal one in-order range run on a separate warehouse."""
+def test_many_files_in_one_tick_give_one_run_and_the_cursor_stays_bounded(tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    for day in NEW_DAYS:
+        landing_csv(landing / f"p_{day}.csv", day)
+    result, ctx = tick(landing)
+    assert len(result.run_requests) == 1
+    req = result.run_requests[0]
+    assert req.tags["dagster/asset_partition_range_start"] == "2022"
+    assert req.tags["dagster/asset_partition_range_end"] == "2023"
+    assert len(req.run_config["ops"]["market_prices"]["config"]["files"]) == 4
+    assert len(json.loads(ctx.cursor)) == 4
+    for day in NEW_DAYS:  # the run consumed them
+        (landing / f"p_{day}.csv").unlink()
+    after, ctx2 = tick(landing, ctx.cursor)
+    assert isinstance(after, dg.SkipReason) and json.loads(ctx2.cursor) == {}
+
+
+# ------------------------------------------------------------------------------------------------
+# the requested runs, executed: days out of order, N files -> one run, catch-up
+
+def execute(instance, request: dg.RunRequest | None = None, job: str = "refresh_job", **kwargs):
+    if request is not None:
+        if request.partition_key:
+            kwargs["partition_key"] = request.partition_key
+        kwargs["tags"] = {**request.tags}
+        kwargs["run_config"] = {**request.run_config, **QUIET}
+    else:
+        kwargs.setdefault("run_config", QUIET)
+    result = defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+    assert result.success, [e.event_specific_data.error.message for e in result.all_events if e.is_step_failure]
+    return result
+
+
+FACTORS = {day: 1 + 0.003 * (k + 1) for k, day in enumerate(NEW_DAYS)}
+
+
+def drop(home: Path, days) -> Path:
+    landing = home / "landing"
+    landing.mkdir(exist_ok=True)
+    for day in days:
+        landing_csv(landing / f"feed_{day}.csv", day, factor=FACTORS[day])
+    return landing
+
+
+def land(home: Path, instance, days, cursor=None):
+    landing = drop(home, days)
+    result, ctx = tick(landing, cursor, instance)
+    assert len(result.run_requests) == 1
+    execute(instance, result.run_requests[0])
+    return ctx.cursor
+
+
+def tables(home: Path) -> dict[str, pl.DataFrame]:
+    wh = DuckDBWarehouse(path=str(home / "warehouse.duckdb"))
+    out = {t: wh.query(f"SELECT * FROM {t} ORDER BY date") for t in DERIVED}
+    out["market_prices"] = wh.query("SELECT date, symbol, close FROM market_prices ORDER BY date, symbol")
+    return out
+
+
+def fresh_home(root: Path, monkeypatch) -> tuple[Path, dg.DagsterInstance]:
+    home = root / f"alloc-{uuid.uuid4().hex[:6]}"
+    home.mkdir()
+    monkeypatch.setenv("ALLOC_HOME", str(home))
+    monkeypatch.setenv("ALLOC_OVERRIDES", str(home / "none.csv"))
     instance = dg.DagsterInstance.ephemeral()
-    job = defs.resolve_job_def("history_job")
-    first, late, early = "2022-11-01", "2022-12-23", "2022-12-22"
-    assert job.execute_in_process(instance=instance, tags=range_tags(first, "2022-12-21")).success
+    execute(instance, partition_key="2022")
+    return home, instance
 
-    def land(day):
-        path = _day_file(alloc_home / "landing", day)
-        return job.execute_in_process(instance=instance, partition_key=day, raise_on_error=False,
-                                      run_config={"ops": {"market_prices": {"config": {"files": [str(path)]}}}})
 
-    wh = DuckDBWarehouse(path=str(alloc_home / "warehouse.duckdb"))
-    assert not land(late).success
-    assert wh.query(f"SELECT count(*) AS n FROM market_prices WHERE date = DATE '{late}'")["n"][0] == 20
-    assert wh.query(f"SELECT count(*) AS n FROM latent_state WHERE date = DATE '{late}'")["n"][0] == 0
+@pytest.mark.slow
+def test_days_out_of_order_and_many_files_per_run_equal_the_in_order_runs(tmp_path, monkeypatch):
+    # reference: each day lands on its own, in order
+    ref, inst = fresh_home(tmp_path, monkeypatch)
+    cursor = None
+    for day in NEW_DAYS:
+        cursor = land(ref, inst, [day], cursor)
+    expected = tables(ref)
+    assert expected["latent_state"]["date"][-1] == dt.date(2023, 1, 4)
 
-    on_time = land(early)
-    assert on_time.success
-    request = _after(instance, on_time)
-    assert request.job_name == "history_job"
-    assert set(request.asset_selection) == {a.key for a in ALLOCATOR_ASSETS}
-    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == (late, late)
+    # out of order: 2023-01-04 first (a gap: the derived layers stop at 2022-12-28) ...
+    home, inst = fresh_home(tmp_path, monkeypatch)
+    cursor = land(home, inst, ["2023-01-04"])
+    partial = tables(home)
+    assert partial["market_prices"]["date"].max() == dt.date(2023, 1, 4)
+    assert partial["latent_state"]["date"].max() == dt.date(2022, 12, 28)
+    assert partial["baseline_backtest"]["date"].max() == dt.date(2022, 12, 28)
+    # ... then the three missing days in ONE tick -> ONE run over 2022..2023
+    landing = drop(home, NEW_DAYS[:3])
+    result, _ = tick(landing, cursor, inst)
+    assert len(result.run_requests) == 1
+    execute(inst, result.run_requests[0])
+    got = tables(home)
+    assert not any(landing.glob("feed_*.csv"))  # the run consumed the originals
+    for name, frame in expected.items():
+        assert got[name].equals(frame), name
 
-    catch_up = job.execute_in_process(instance=instance, asset_selection=request.asset_selection, tags=request.tags)
-    assert catch_up.success
-    follow = _after(instance, catch_up)
-    assert follow.job_name == "report_job" and follow.asset_selection is None
 
-    ref = DuckDBWarehouse(path=str(tmp_path / "in_order.duckdb"))
-    assert dg.materialize([market_prices, *ALLOCATOR_ASSETS], instance=dg.DagsterInstance.ephemeral(),
-                          resources={"warehouse": ref, "market_source": MarketDataSource(),
-                                     "allocator": AllocatorSettings()},
-                          tags=range_tags(first, late)).success
-    for name in ("latent_state", "regime_series", "risk_scalars", "applied_scalars"):
-        got = wh.query(f"SELECT * FROM {name} ORDER BY date")
-        want = ref.query(f"SELECT * FROM {name} ORDER BY date")
-        if name != "applied_scalars":  # that one has rows at rebalance dates only (month ends)
-            assert got["date"].max() == dt.date.fromisoformat(late), name
-        assert_frame_equal(got, want, check_exact=False, rel_tol=0.0, abs_tol=1e-12)
+@pytest.mark.slow
+def test_catch_up_sensor_derives_what_a_failed_run_left_behind(tmp_path, monkeypatch):
+    home, inst = fresh_home(tmp_path, monkeypatch)
+    context = dg.build_sensor_context(instance=inst, definitions=defs)
+    skip = catch_up_sensor(context)
+    assert isinstance(skip, dg.SkipReason) and "newer" in skip.skip_message
+    # a run that stored a new day's market data and then failed before the derived layers
+    result, _ = tick(drop(home, ["2022-12-29"]), None, inst)
+    req = result.run_requests[0]
+    execute(inst, None, partition_key=req.partition_key, tags=req.tags, run_config={**req.run_config, **QUIET},
+            asset_selection=[dg.AssetKey("market_prices")])
+    assert tables(home)["latent_state"]["date"].max() == dt.date(2022, 12, 28)
+    # an active warehouse run: wait for it
+    active = inst.create_run_for_job(defs.resolve_job_def("derive_job"), tags={"alloc/warehouse_writer": "true"})
+    waiting = catch_up_sensor(dg.build_sensor_context(instance=inst, definitions=defs))
+    assert isinstance(waiting, dg.SkipReason) and "active" in waiting.skip_message
+    inst.report_run_canceled(active)
+    request = catch_up_sensor(dg.build_sensor_context(instance=inst, definitions=defs))
+    assert isinstance(request, dg.RunRequest) and request.run_key.startswith("derive-after-")
+    execute(inst, None, job="derive_job")
+    assert tables(home)["latent_state"]["date"].max() == dt.date(2022, 12, 29)
+    assert tables(home)["scaled_backtest"]["date"].max() == dt.date(2022, 12, 29)
+    done = catch_up_sensor(dg.build_sensor_context(instance=inst, definitions=defs))
+    assert isinstance(done, dg.SkipReason)
+
+
+def test_catch_up_sensor_through_evaluate_tick_skips_on_an_empty_instance():
+    data = catch_up_sensor.evaluate_tick(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(),
+                                                                 definitions=defs))
+    assert not data.run_requests and "no market data" in data.skip_message
