@@ -94,7 +94,7 @@ def open_duckdb(file: str, read_only: bool, lock_timeout_seconds: float) -> duck
                     delay = min(delay * 2, 1.0)
                     continue
                 raise WarehouseLocked(
-                    f"the warehouse {file} is locked by another process after waiting {lock_timeout_seconds:.0f} s "
+                    f"the warehouse {file} is locked by another process after waiting {lock_timeout_seconds:g} s "
                     f"({msg.splitlines()[0]}). Close that process (a DuckDB shell or notebook holding the file "
                     "open) and re-run.") from None
             if Path(file).exists() and ("not a valid duckdb" in msg.lower() or "serialization" in msg.lower()
