@@ -210,3 +210,18 @@ def test_feature_table_and_frame_layout(full):
     df = state.slice(0, 5).to_pandas()
     assert list(df.columns) == ["date", *state.columns, "warm"]
     assert df["warm"].dtype == bool
+
+
+def test_short_series_loop_is_lfilter_step_for_step():
+    """The daily-update path (a plain loop, no scipy import) equals scipy's lfilter bit for bit."""
+    from scipy.signal import lfilter
+
+    from alloc_assets.core.features import SHORT_SERIES, _first_order_loop
+
+    rng = np.random.default_rng(3)
+    for shape in [(5, SHORT_SERIES), (1,), (3, 2, 17)]:
+        x = rng.normal(size=shape) * 1e-2
+        z = rng.normal(size=shape[:-1])
+        for gain, decay in [(0.06, 0.94), (1.0, 0.97), (0.5, 0.5)]:
+            want, _ = lfilter([gain], [1.0, -decay], x, axis=-1, zi=z[..., None])
+            assert np.array_equal(_first_order_loop(gain, decay, x, z), want)

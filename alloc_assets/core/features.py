@@ -238,6 +238,24 @@ def _iso(day: np.datetime64) -> str:
     return str(np.datetime64(day, "D"))
 
 
+#: Below this many days (a daily update) the recurrence runs as a plain loop: the same arithmetic as
+#: ``lfilter`` (one multiply of the input, one add of the decayed state per step) without paying
+#: seconds to import ``scipy.signal`` in a fresh run process.
+SHORT_SERIES = 64
+
+
+def _first_order_loop(gain: float, decay: float, x: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """``y_t = gain * x_t + z_{t-1}``, ``z_t = decay * y_t`` along the last axis, from state ``z``:
+    ``lfilter([gain], [1, -decay], x, zi=z)`` step for step."""
+    y = np.empty_like(x)
+    z = np.array(state, dtype=np.float64)
+    for t in range(x.shape[-1]):
+        yt = gain * x[..., t] + z
+        y[..., t] = yt
+        z = decay * yt
+    return y
+
+
 def _ewm(alpha: float, x: np.ndarray, y_prev: np.ndarray) -> np.ndarray:
     """EWMA along the last axis, ``y_t = (1 - alpha) y_{t-1} + alpha x_t``, seeded with ``y_prev``.
 
@@ -246,6 +264,9 @@ def _ewm(alpha: float, x: np.ndarray, y_prev: np.ndarray) -> np.ndarray:
     """
     decay = 1.0 - alpha
     zi = (decay * np.asarray(y_prev, dtype=np.float64))[..., None]
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[-1] <= SHORT_SERIES:
+        return _first_order_loop(alpha, decay, x, zi[..., 0])
     from scipy.signal import lfilter  # imported when used: scipy.signal costs seconds at code-location load
 
     y, _ = lfilter([alpha], [1.0, -decay], x, axis=-1, zi=zi)

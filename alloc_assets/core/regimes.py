@@ -360,6 +360,11 @@ def _initial_score_carry(cfg: StressScoreConfig) -> dict:
 def _accumulate(decay: float, x: np.ndarray, prev: list[float]) -> np.ndarray:
     """``S_t = decay * S_{t-1} + x_t`` along the last axis, seeded with ``prev`` (bit-identical in pieces)."""
     zi = (decay * np.asarray(prev, dtype=np.float64))[:, None]
+    from alloc_assets.core.features import SHORT_SERIES, _first_order_loop
+
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[-1] <= SHORT_SERIES:
+        return _first_order_loop(1.0, decay, x, zi[:, 0])
     from scipy.signal import lfilter
 
     y, _ = lfilter([1.0], [1.0, -decay], x, axis=-1, zi=zi)
