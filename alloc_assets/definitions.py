@@ -11,7 +11,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from alloc_assets.defs.allocator import ALLOCATOR_ASSETS
-from alloc_assets.defs.automation import catch_up_sensor, daily_schedule, new_market_data_sensor
+from alloc_assets.defs.automation import catch_up_sensor, daily_schedule, new_market_data_sensor, run_watchdog_sensor
 from alloc_assets.defs.backtest import BACKTEST_ASSETS, BacktestSettings
 from alloc_assets.defs.jobs import derive_job, refresh_job
 from alloc_assets.defs.market import market_prices
@@ -34,7 +34,7 @@ defs = dg.Definitions(
     assets=[market_prices, *ALLOCATOR_ASSETS, *BACKTEST_ASSETS, *SIM_ASSETS],
     jobs=[refresh_job, derive_job],
     schedules=[daily_schedule],
-    sensors=[new_market_data_sensor, catch_up_sensor],
+    sensors=[new_market_data_sensor, catch_up_sensor, run_watchdog_sensor],
     resources=RESOURCES,
     # Every step of a run executes in the run's own process: warehouse runs are serialised (pool
     # "warehouse" at run granularity), so step subprocesses would buy no parallelism, only a Python

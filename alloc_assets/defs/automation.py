@@ -13,6 +13,9 @@
   warehouse run is queued or running, it requests ``derive_job`` (keyed by the market
   materialization, so it fires once per new state). It repairs a run that stored market data and
   failed later, and it works after any daemon downtime because it reads state, not events.
+- ``run_watchdog_sensor``: a local run whose worker process died with its daemon or code server
+  (which Dagster's run monitoring cannot see for local processes) is reported failed, so crash
+  retries take over and the warehouse pool slot is freed.
 - ``daily_schedule``: 18:30 New York on weekdays. Exchange holidays skip with the reason; a day
   whose data has not arrived (no landing copy, not in the source) skips with that reason (a
   freshness signal, never a red run); a day present in the configured source runs ``refresh_job``
@@ -132,6 +135,63 @@ def catch_up_sensor(context: dg.SensorEvaluationContext):
     return dg.RunRequest(run_key=f"derive-after-{market}", tags={"alloc/catch_up_of_market_event": str(market)})
 
 
+def worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The PID the run worker recorded when it started ("Started process for run (pid: N)")."""
+    pid = None
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        data = entry.dagster_event.event_specific_data if entry.dagster_event else None
+        value = getattr(data, "metadata", {}).get("pid") if data is not None else None
+        if value is not None:
+            pid = int(getattr(value, "value", value))
+    return pid
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this PID runs (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+WATCHDOG_GRACE_SECONDS = 20.0
+
+
+@dg.sensor(minimum_interval_seconds=max(_SENSOR_INTERVAL, 5), default_status=_SENSOR_STATUS,
+           description="Local runs whose worker process is gone (killed with its daemon or code server) -> failed, "
+                       "so run retries take over and the warehouse pool slot is freed.")
+def run_watchdog_sensor(context: dg.SensorEvaluationContext):
+    """Dagster's run monitoring cannot check the health of runs started by the default (local
+    process) launcher: a run whose worker died together with the daemon and code server would stay
+    STARTED until ``max_runtime_seconds`` and, with the warehouse pool at run granularity, hold
+    every later run in the queue. This sensor does that check for local runs with public API: the
+    worker's PID (from its start event) no longer exists -> the run is reported failed, which the
+    crash retries (``run_retries``) then re-execute."""
+    if not isinstance(context.instance.run_launcher, dg.DefaultRunLauncher):
+        return dg.SkipReason("runs are not local processes: Dagster's run monitoring checks their health")
+    failed = []
+    for record in context.instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        if record.start_time is None or time.time() - record.start_time < WATCHDOG_GRACE_SECONDS:
+            continue
+        pid = worker_pid(context.instance, record.dagster_run.run_id)
+        if pid is None or process_alive(pid):
+            continue
+        message = (f"The run worker (pid {pid}) is gone (killed, or its daemon/code server died); "
+                   "reported failed by run_watchdog_sensor so that crash retries take over.")
+        context.instance.report_run_failed(record.dagster_run, message=message)
+        context.log.warning(f"run {record.dagster_run.run_id}: {message}")
+        failed.append(record.dagster_run.run_id[:8])
+    return dg.SkipReason(f"reported {len(failed)} dead run(s) failed: {', '.join(failed)}" if failed
+                         else "every started run has a live worker")
+
+
 @dg.schedule(job=refresh_job, cron_schedule="30 18 * * 1-5", execution_timezone=EXCHANGE_TIMEZONE,
              default_status=_SCHEDULE_STATUS,
              description="Each weekday at 18:30 New York time: that day's data (if it arrived) through every layer.")
@@ -157,4 +217,4 @@ def daily_schedule(context: dg.ScheduleEvaluationContext, landing: LandingZone, 
     return dg.RunRequest(run_key=f"scheduled-{day}", partition_key=key, tags={"alloc/scheduled_day": str(day)})
 
 
-__all__ = ["LandingZone", "catch_up_sensor", "daily_schedule", "new_market_data_sensor"]
+__all__ = ["LandingZone", "catch_up_sensor", "daily_schedule", "new_market_data_sensor", "run_watchdog_sensor"]
