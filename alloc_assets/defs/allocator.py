@@ -24,7 +24,7 @@ from alloc_assets.core.panel import PricePanel
 from alloc_assets.core.regimes import PROBABILITY_COLUMNS, compute_regimes, regime_statistics
 from alloc_assets.core.scalars import applied_scalars as compute_applied
 from alloc_assets.core.scalars import risk_scalars as compute_risk_scalars
-from alloc_assets.defs.common import WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, column_schema, raise_on_blocking
+from alloc_assets.defs.common import SINGLE_RUN, WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, column_schema, raise_on_blocking
 from alloc_assets.schemas import (
     APPLIED_CHECKS,
     CHECK_LAG,
@@ -185,6 +185,7 @@ def _require_complete(frame_dates: list[dt.date], start: dt.date, end: dt.date, 
     missing = [d for d in expected if d not in have]
     if missing:
         raise dg.Failure(
+            allow_retries=False,
             description=(f"{asset}: {upstream} has no rows for {len(missing)} trading day(s) between {start} and {end} "
                          f"(first: {missing[0]}); materialize {upstream} for that range first. Nothing was stored."),
             metadata={"missing_dates": dg.MetadataValue.md(", ".join(map(str, missing[:50])))},
@@ -246,6 +247,7 @@ def _state_description() -> str:
 @dg.asset(
     deps=["market_prices"],
     group_name=GROUP,
+    backfill_policy=SINGLE_RUN,
     kinds={"duckdb", "numpy", "pandera"},
     code_version="state-2",
     pool=WAREHOUSE_POOL,
@@ -316,6 +318,7 @@ def _load_state(warehouse: DuckDBWarehouse, start: dt.date, end: dt.date) -> Sta
 @dg.asset(
     deps=["latent_state"],
     group_name=GROUP,
+    backfill_policy=SINGLE_RUN,
     kinds={"duckdb", "numpy", "pandera"},
     code_version="regime-2",
     pool=WAREHOUSE_POOL,
@@ -442,6 +445,7 @@ def regimes_in_pieces(state: StateFrame, cfg, carry: dict | None, start: dt.date
 @dg.asset(
     deps=["regime_series", "latent_state"],
     group_name=GROUP,
+    backfill_policy=SINGLE_RUN,
     kinds={"duckdb", "numpy", "pandera"},
     code_version="risk-2",
     pool=WAREHOUSE_POOL,
@@ -528,6 +532,7 @@ def _previous_value(warehouse: DuckDBWarehouse, table: str, column: str, start: 
 @dg.asset(
     deps=["risk_scalars"],
     group_name=GROUP,
+    backfill_policy=SINGLE_RUN,
     kinds={"duckdb", "pandas", "pandera"},
     code_version="applied-2",
     pool=WAREHOUSE_POOL,

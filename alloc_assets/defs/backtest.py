@@ -22,7 +22,7 @@ from alloc_assets.core.report import build_report, report_markdown, run_summary
 from alloc_assets.core.scalars import applied_scalars as compute_applied
 from alloc_assets.core.strategies import get_profile, profile_weights
 from alloc_assets.defs.allocator import history_span, load_panel
-from alloc_assets.defs.common import WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, column_schema, raise_on_blocking
+from alloc_assets.defs.common import SINGLE_RUN, WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, column_schema, raise_on_blocking
 from alloc_assets.schemas import (
     BACKTEST_CHECKS,
     CHECK_BACKTEST_FINITE,
@@ -142,6 +142,7 @@ def _backtest_metadata(frame: pl.DataFrame) -> dict:
 @dg.asset(
     deps=["market_prices"],
     group_name=GROUP_STRATEGY,
+    backfill_policy=SINGLE_RUN,
     kinds={"duckdb", "numpy"},
     code_version="weights-1",
     pool=WAREHOUSE_POOL,
@@ -184,6 +185,7 @@ def weights_raw(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, b
 @dg.asset(
     deps=["weights_raw", "market_prices"],
     group_name=GROUP_STRATEGY,
+    backfill_policy=SINGLE_RUN,
     kinds={"duckdb", "numpy"},
     code_version="backtest-1",
     pool=WAREHOUSE_POOL,
@@ -218,13 +220,13 @@ def scalars_for_trades(warehouse: DuckDBWarehouse, allocator: AllocatorSettings,
     if mode is AllocatorMode.PRECOMPUTED:
         applied = warehouse.query("SELECT date, risk_scalar_applied FROM applied_scalars ORDER BY date")
         if applied.height == 0:
-            raise dg.Failure(allow_retries=False, description="applied_scalars is empty: run the history job (allocator mode precomputed).")
+            raise dg.Failure(allow_retries=False, description="applied_scalars is empty: run the refresh job (allocator mode precomputed).")
         a_dates = applied["date"].to_numpy().astype("datetime64[D]")
         a_vals = applied["risk_scalar_applied"].to_numpy()
     else:
         rs = warehouse.query("SELECT date, risk_scalar FROM risk_scalars ORDER BY date")
         if rs.height == 0:
-            raise dg.Failure(allow_retries=False, description="risk_scalars is empty: run the history job (allocator mode compute).")
+            raise dg.Failure(allow_retries=False, description="risk_scalars is empty: run the refresh job (allocator mode compute).")
         cfg = allocator.apply_config()
         table = compute_applied(rs["date"].to_numpy().astype("datetime64[D]"), rs["risk_scalar"].to_numpy(),
                                 cfg.frequency, cfg.apply_missing_scalar_as, cfg.overrides)
@@ -239,6 +241,7 @@ def scalars_for_trades(warehouse: DuckDBWarehouse, allocator: AllocatorSettings,
 @dg.asset(
     deps=["weights_raw", "applied_scalars", "risk_scalars"],
     group_name=GROUP_STRATEGY,
+    backfill_policy=SINGLE_RUN,
     kinds={"duckdb", "numpy"},
     code_version="weights-scaled-1",
     pool=WAREHOUSE_POOL,
@@ -275,6 +278,7 @@ def weights_scaled(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
 @dg.asset(
     deps=["weights_scaled", "market_prices"],
     group_name=GROUP_STRATEGY,
+    backfill_policy=SINGLE_RUN,
     kinds={"duckdb", "numpy"},
     code_version="backtest-1",
     pool=WAREHOUSE_POOL,
@@ -305,6 +309,7 @@ def _result_from_table(frame: pl.DataFrame) -> BacktestResult:
 @dg.asset(
     deps=["baseline_backtest", "scaled_backtest", "regime_series", "applied_scalars"],
     group_name=GROUP_REPORT,
+    backfill_policy=SINGLE_RUN,
     kinds={"duckdb", "matplotlib", "json"},
     code_version="report-1",
     check_specs=_specs("comparison_report", REPORT_CHECKS),

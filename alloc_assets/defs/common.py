@@ -17,6 +17,10 @@ WAREHOUSE_POOL = "warehouse"
 
 #: Transient warehouse errors (a lock held by another process past its wait) are retried; bad data
 #: raises ``Failure(allow_retries=False)`` and is never retried.
+#: On the unpartitioned derived assets too: a range of market years stays ONE run end to end
+#: (``dg launch --job refresh_job --partition-range 2020...2022`` needs it, see docs/DAGSTER_NOTES.md).
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+
 WAREHOUSE_RETRY = dg.RetryPolicy(max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL)
 
 

@@ -135,12 +135,18 @@ def build_market_prices(partitions_def: dg.PartitionsDefinition = market_partiti
             universe = (config.symbols or _stored_universe(warehouse, start, end)
                         or sorted(data.prices["symbol"].unique().to_list()) or sorted(src.prices["symbol"].unique().to_list()))
             window = src.prices
+            if window.height == 0:
+                raise dg.Failure(allow_retries=False, description=(
+                    f"market_prices: no market data for {start} .. {end} in {market_source.describe()} and no "
+                    f"accepted landing file: nothing to store (the partition stays as it was)."))
             # the source must be complete over its own span; landing days may arrive with gaps
             required = list(sessions_between(start, src_last).date) if src_last is not None else []
             outcomes = market_price_checks(window, start, end, required, universe,
                                            previous_close=_previous_close(warehouse, start),
                                            jump_threshold=config.jump_threshold)
             bench = src.benchmark
+            if bench is not None and bench.height == 0:
+                bench = None
             if bench is not None:
                 as_prices = bench.rename({"name": "symbol"})
                 bench_outcomes = market_price_checks(as_prices, start, end, required, None)

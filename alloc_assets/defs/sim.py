@@ -61,7 +61,7 @@ def scenario_models(context: dg.AssetExecutionContext, warehouse: DuckDBWarehous
         reg = warehouse.query("SELECT date, regime, p_normal, p_elevated, p_stress, p_crisis FROM regime_series "
                               "WHERE date BETWEEN ? AND ? ORDER BY date", [first, last])
     if reg.height != len(panel.dates):
-        raise dg.Failure(allow_retries=False, description="regime_series does not cover every stored trading day; run the history job first.")
+        raise dg.Failure(allow_retries=False, description="regime_series does not cover every stored trading day; run the refresh job first.")
     labels = np.array([REGIME_LABELS.index(r) for r in reg["regime"].to_list()])
     returns = panel.returns()[1:]
     p_today = reg.select("p_normal", "p_elevated", "p_stress", "p_crisis").to_numpy()[-1]
