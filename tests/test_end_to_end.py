@@ -148,6 +148,15 @@ def running_dagster(tmp_path_factory):
         log.close()
 
 
+TERMINAL = ("SUCCESS", "FAILURE", "CANCELED")
+
+
+def _wait_runs_finished(env: dict, log: Path, seconds: float = 240):
+    """Every run in the instance has reached a final status (none queued, starting or running)."""
+    return _wait("every run to finish", lambda: (rs := _runs(env)) and all(r["status"] in TERMINAL for r in rs) and rs,
+                 log, seconds=seconds, step=2)
+
+
 def _runs(env: dict):
     """The runs recorded in the instance (read from this process)."""
     code = ("import json, dagster as dg\n"
@@ -189,6 +198,8 @@ def test_landing_file_reaches_the_report_in_one_run(running_dagster):
     landing_file(tmp / "alloc" / "landing", early, seed=8)
     _wait(f"derived layers and report through {late}",
           lambda: (x := _last_dates(warehouse)) and set(x.values()) == {late} and _report_end(report) == late, dev_log)
+    runs = _wait_runs_finished(env, dev_log)
+    assert all(r["status"] == "SUCCESS" for r in runs), runs
 
 
 @pytest.mark.slow
@@ -196,7 +207,7 @@ def test_kill_9_of_a_run_worker_in_the_warehouse_write_is_retried_and_loses_noth
     tmp, env = running_dagster["tmp"], running_dagster["env"]
     report = tmp / "alloc" / "reports" / "risk_parity" / "two_pass_comparison.json"
     warehouse, dev_log, marker = tmp / "alloc" / "warehouse.duckdb", tmp / "dagster_dev.log", tmp / "fault.pid"
-    _wait("an idle warehouse", lambda: _last_dates(warehouse), dev_log)
+    _wait_runs_finished(env, dev_log)
     day = "2023-01-04"
     marker.unlink()  # arm: the next warehouse write pauses inside its transaction
     landing_file(tmp / "alloc" / "landing", day, seed=11)
@@ -208,7 +219,7 @@ def test_kill_9_of_a_run_worker_in_the_warehouse_write_is_retried_and_loses_noth
           lambda: (x := _last_dates(warehouse)) and set(x.values()) == {day} and _report_end(report) == day,
           dev_log, seconds=120)
     assert time.time() - killed_at < 90
-    runs = _runs(env)
+    runs = _wait_runs_finished(env, dev_log)
     failed = [r for r in runs if r["status"] == "FAILURE"]
     retried = [r for r in runs if r["tags"].get("dagster/parent_run_id") in {f["id"] for f in failed}]
     assert failed and retried and retried[0]["status"] == "SUCCESS", runs[:3]
@@ -255,9 +266,7 @@ def test_a_daemon_restart_during_a_run_leaves_nothing_stuck(tmp_path):
         # nothing stays stuck: the dead run is reported failed (run_watchdog_sensor), its crash retry
         # runs (a no-op by then: the 12-30 run already stored the accepted 12-29 copy) and every
         # run reaches a final status
-        terminal = ("SUCCESS", "FAILURE", "CANCELED")
-        runs = _wait("every run to finish", lambda: (rs := _runs(env)) and all(r["status"] in terminal for r in rs)
-                     and rs, log_path, seconds=240, step=2)
+        runs = _wait_runs_finished(env, log_path)
         failed = [r for r in runs if r["status"] == "FAILURE"]
         assert len(failed) == 1 and failed[0]["tags"].get("alloc/landing_days") == f"{NEXT_DAY}..{NEXT_DAY}", runs
         retry = [r for r in runs if r["tags"].get("dagster/parent_run_id") == failed[0]["id"]]
