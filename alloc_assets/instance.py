@@ -42,6 +42,9 @@ run_retries:
   enabled: true
   max_retries: 2
   retry_on_asset_or_op_failure: false   # crashes only; assets retry transient errors themselves
+sensors:                    # evaluate the sensors side by side (landing, catch-up, watchdog)
+  use_threads: true
+  num_workers: 4
 telemetry:
   enabled: false
 """
