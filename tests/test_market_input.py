@@ -1,8 +1,9 @@
 """Bad market input: a clear error naming file, row and column, and an unchanged warehouse.
 
-Each case runs the real ``market_prices`` asset through ``dagster.materialize`` on an ephemeral
-instance, after a first good materialization; the warehouse must then be byte-for-byte the same
-table as before the failed run.
+Each case runs the real ``market_prices`` asset (year partition 2022) through ``dagster.materialize``
+on an ephemeral instance, after a first good materialization; the warehouse must then be the same
+table as before the failed run. Landing files go through the landing zone's ``accept`` first (a
+run reads only accepted copies).
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from alloc_assets.core.market_io import MarketDataError, read_market_data
+import datetime as dt
+
+from alloc_assets.core.landing import accept
+from alloc_assets.core.market_io import LANDING_NAME, MarketDataError, read_market_data
 from alloc_assets.defs.market import market_prices
+from resources.landing import LandingZone
 from resources.market_source import MarketDataSource
 from resources.warehouse import DuckDBWarehouse
 
@@ -32,12 +37,16 @@ def wide_csv(path: Path, rows: list[list[str]], header: list[str] | None = None)
 GOOD = [[DAY1, "10.0", "20.0", "30.0"], [DAY2, "10.5", "19.5", "30.25"], [DAY3, "10.4", "19.9", "30.5"]]
 
 
-def run(files: list[str] | None, source: Path | None, start: str, end: str, raise_on_error=False):
-    resources = {"warehouse": DuckDBWarehouse(), "market_source": MarketDataSource(path=str(source) if source else "")}
-    tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
-    config = {"ops": {"market_prices": {"config": {"files": files or []}}}}
+def run(files: list[str] | None, source: Path | None, start: str = "", end: str = "", raise_on_error=False):
+    """Materialize the 2022 partition from ``source`` (and landing ``files``, accepted first)."""
+    zone = LandingZone()
+    copies = [str(accept(Path(f), zone.accepted(), dt.date.fromisoformat(LANDING_NAME.search(Path(f).name).group(1))))
+              for f in files or []]
+    resources = {"warehouse": DuckDBWarehouse(), "landing": zone,
+                 "market_source": MarketDataSource(path=str(source) if source else "")}
+    config = {"ops": {"market_prices": {"config": {"files": copies}}}}
     return dg.materialize([market_prices], instance=dg.DagsterInstance.ephemeral(), resources=resources,
-                          tags=tags, run_config=config, raise_on_error=raise_on_error)
+                          partition_key="2022", run_config=config, raise_on_error=raise_on_error)
 
 
 def snapshot() -> pl.DataFrame:
@@ -133,17 +142,20 @@ def test_non_numeric_price(stored, tmp_path):
     expect_rejected(tmp_path, stored, source=p, contains=("text.csv", "row 1", "column 'BBB'", "'abc'", "not a number"))
 
 
-def test_row_outside_requested_partition(stored, tmp_path):
+def test_row_of_another_day_in_a_landing_file(stored, tmp_path):
     landing = tmp_path / "prices_2022-12-23.csv"
     wide_csv(landing, [[DAY3, "10.4", "19.9", "30.5"], [DAY2, "10.5", "19.5", "30.25"]])
-    expect_rejected(tmp_path, stored, files=[str(landing)],
-                    contains=("prices_2022-12-23.csv", "row 2", "column 'date'", "2022-12-22"))
+    src = wide_csv(tmp_path / "good.csv", GOOD[:2])
+    expect_rejected(tmp_path, stored, source=src, files=[str(landing)],
+                    contains=("_2022-12-23.csv", "row 2", "column 'date'", "2022-12-22"))
 
 
-def test_row_outside_partition_in_config_files(stored, tmp_path):
-    """Without a dated file name, the partition check itself catches the stray row."""
-    p = wide_csv(tmp_path / "extra.csv", [[DAY3, "10.4", "19.9", "30.5"], [DAY2, "10.5", "19.5", "30.25"]])
-    expect_rejected(tmp_path, stored, files=[str(p)], contains=("extra.csv", "row 2", "dates_in_partition"))
+def test_a_landing_file_adds_its_day_to_the_year(stored, tmp_path):
+    landing = wide_csv(tmp_path / "prices_2022-12-23.csv", [GOOD[2]])
+    src = wide_csv(tmp_path / "good.csv", GOOD[:2])
+    assert run([str(landing)], src, raise_on_error=True).success
+    after = snapshot()
+    assert after.height == 9 and after.filter(pl.col("date") == pl.date(2022, 12, 23))["close"].to_list() == [10.4, 19.9, 30.5]
 
 
 def test_mixed_wide_and_long(stored, tmp_path):
@@ -158,8 +170,9 @@ def test_weekend_row(stored, tmp_path):
 
 
 def test_missing_session_is_not_a_silent_hole(stored, tmp_path):
-    src = wide_csv(tmp_path / "good.csv", GOOD[:2])
-    expect_rejected(tmp_path, stored, source=src, contains=("no_missing_sessions", "2022-12-23"))
+    """A source must be complete over its own span: a day missing in the middle is an error."""
+    src = wide_csv(tmp_path / "holes.csv", [GOOD[0], GOOD[2]])
+    expect_rejected(tmp_path, stored, source=src, contains=("no_missing_sessions", "2022-12-22"))
 
 
 def test_missing_symbol(stored, tmp_path):
@@ -169,7 +182,7 @@ def test_missing_symbol(stored, tmp_path):
 
 
 def test_failed_checks_reach_the_instance_with_offending_rows(stored, tmp_path):
-    p = wide_csv(tmp_path / "vals.csv", [[DAY3, "10.4", "-1", "30.5"]])
+    p = wide_csv(tmp_path / "vals.csv", [*GOOD[:2], [DAY3, "10.4", "-1", "30.5"]])
     result = run(None, p, DAY3, DAY3)
     evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
     bad = evals["prices_finite_positive"]
@@ -180,7 +193,7 @@ def test_failed_checks_reach_the_instance_with_offending_rows(stored, tmp_path):
 
 
 def test_return_jump_warns_but_stores(stored, tmp_path):
-    p = wide_csv(tmp_path / "jump.csv", [[DAY3, "10.4", "60.0", "30.5"]])  # BBB 19.5 -> 60: +208 %
+    p = wide_csv(tmp_path / "jump.csv", [*GOOD[:2], [DAY3, "10.4", "60.0", "30.5"]])  # BBB 19.5 -> 60: +208 %
     result = run(None, p, DAY3, DAY3, raise_on_error=True)
     evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
     warn = evals["return_jumps"]

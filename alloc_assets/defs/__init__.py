@@ -1,1 +1,9 @@
 """Dagster definitions by layer (market, allocator, backtest/report, sim, automation)."""
+
+import warnings
+
+import dagster as dg
+
+# single-run backfill policies and pools are marked beta; we rely on them knowingly.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)

@@ -140,7 +140,8 @@ def build_market_prices(partitions_def: dg.PartitionsDefinition = market_partiti
                     f"market_prices: no market data for {start} .. {end} in {market_source.describe()} and no "
                     f"accepted landing file: nothing to store (the partition stays as it was)."))
             # the source must be complete over its own span; landing days may arrive with gaps
-            required = list(sessions_between(start, src_last).date) if src_last is not None else []
+            src_first = data.prices.filter(pl.col("date") >= start)["date"].min() if src_last is not None else None
+            required = list(sessions_between(max(start, src_first), src_last).date) if src_last is not None else []
             outcomes = market_price_checks(window, start, end, required, universe,
                                            previous_close=_previous_close(warehouse, start),
                                            jump_threshold=config.jump_threshold)
@@ -266,10 +267,11 @@ def _split_benchmark_columns(data: MarketData, names: list[str]) -> MarketData:
 
 
 def _stored_universe(warehouse: DuckDBWarehouse, start: dt.date, end: dt.date) -> list[str]:
+    """The symbols already stored (any date): a source or landing file that drops one is an error
+    (``expected_symbols``) unless the run names its universe (``config.symbols``)."""
     if not warehouse.table_exists("market_prices"):
         return []
-    rows = warehouse.query(
-        "SELECT DISTINCT symbol FROM market_prices WHERE date < ? OR date > ? ORDER BY symbol", [start, end])
+    rows = warehouse.query("SELECT DISTINCT symbol FROM market_prices ORDER BY symbol")
     return rows["symbol"].to_list() if rows.height else []
 
 
