@@ -1,4 +1,5 @@
-"""Strategy, twin backtests and the report through Dagster: allocator modes and the report contract."""
+"""Strategy, twin backtests and the report through Dagster: allocator modes, the report contract,
+and ``refresh_job`` taking market data for a range of years to the report in one run."""
 
 from __future__ import annotations
 
@@ -12,11 +13,16 @@ import pytest
 
 from alloc_assets.defs.allocator import ALLOCATOR_ASSETS
 from alloc_assets.defs.backtest import BACKTEST_ASSETS, REPORT_KEYS, BacktestSettings
+from alloc_assets.defs.jobs import refresh_job
 from alloc_assets.defs.market import market_prices
 from alloc_assets.partitions import range_tags
 from resources.allocator import AllocatorSettings
+from resources.landing import LandingZone
 from resources.market_source import MarketDataSource
 from resources.warehouse import DuckDBWarehouse
+
+YEARS = ("2005", "2009")
+BACKTEST_TABLES = ("weights_raw", "baseline_backtest", "weights_scaled", "scaled_backtest")
 
 METRIC_KEYS = {"cagr", "ann_vol", "sharpe", "sortino", "max_drawdown", "calmar", "worst_month", "worst_quarter",
                "var_95", "cvar_95", "turnover"}
@@ -27,10 +33,16 @@ def history(tmp_path_factory):
     home = tmp_path_factory.mktemp("bt")
     wh = DuckDBWarehouse(path=str(home / "warehouse.duckdb"))
     resources = {"warehouse": wh, "market_source": MarketDataSource(path=""),
+                 "landing": LandingZone(path=str(home / "landing")),
                  "allocator": AllocatorSettings(overrides_file=str(home / "none.csv"))}
     assert dg.materialize([market_prices, *ALLOCATOR_ASSETS], instance=dg.DagsterInstance.ephemeral(),
-                          resources=resources, tags=range_tags("2005-01-03", "2009-12-31")).success
+                          resources=resources, tags=range_tags(*YEARS)).success
     return home, wh, resources
+
+
+def read_tables(wh: DuckDBWarehouse) -> dict[str, pl.DataFrame]:
+    return {t: wh.query(f"SELECT * FROM {t} ORDER BY date{', symbol' if 'weights' in t else ''}")
+            for t in BACKTEST_TABLES}
 
 
 def run_backtests(history, mode: str) -> dict[str, pl.DataFrame]:
@@ -40,12 +52,29 @@ def run_backtests(history, mode: str) -> dict[str, pl.DataFrame]:
                             resources={**resources, "backtest": settings},
                             selection=[a.key for a in BACKTEST_ASSETS])
     assert result.success
-    return {t: wh.query(f"SELECT * FROM {t} ORDER BY date{', symbol' if 'weights' in t else ''}")
-            for t in ("weights_raw", "baseline_backtest", "weights_scaled", "scaled_backtest")}
+    return read_tables(wh)
 
 
-def test_compute_and_precomputed_are_identical_and_off_is_the_baseline(history):
-    pre = run_backtests(history, "precomputed")
+@pytest.fixture(scope="module")
+def precomputed(history):
+    """The backtests and the report in the default mode (allocator precomputed)."""
+    return run_backtests(history, "precomputed")
+
+
+def test_backtests_cover_the_stored_history(history, precomputed):
+    """The backtests run over the whole stored history: the first market day through the last."""
+    _, wh, _ = history
+    tables = precomputed
+    days = wh.query("SELECT DISTINCT date FROM market_prices ORDER BY date")["date"].to_list()
+    assert str(days[0]) == "2005-01-03" and str(days[-1]) == "2009-12-31"
+    for name in ("baseline_backtest", "scaled_backtest"):
+        assert tables[name]["date"].to_list() == days, name
+    applied = wh.query("SELECT min(date) AS a, max(date) AS b FROM applied_scalars").row(0)
+    assert str(applied[0]) == "2005-01-31" and str(applied[1]) == "2009-12-31"
+
+
+def test_compute_and_precomputed_are_identical_and_off_is_the_baseline(history, precomputed):
+    pre = precomputed
     comp = run_backtests(history, "compute")
     for table in pre:
         assert pre[table].equals(comp[table]), table
@@ -58,9 +87,9 @@ def test_compute_and_precomputed_are_identical_and_off_is_the_baseline(history):
     assert pre["baseline_backtest"].equals(off["baseline_backtest"])
 
 
-def test_scaled_weights_use_the_applied_scalar_in_force(history):
+def test_scaled_weights_use_the_applied_scalar_in_force(history, precomputed):
     home, wh, _ = history
-    tables = run_backtests(history, "precomputed")
+    tables = precomputed
     applied = wh.query("SELECT date, risk_scalar_applied FROM applied_scalars ORDER BY date")
     ws = tables["weights_scaled"].select("date", "scalar").unique().sort("date")
     joined = ws.join_asof(applied.sort("date"), on="date", strategy="backward")
@@ -70,9 +99,8 @@ def test_scaled_weights_use_the_applied_scalar_in_force(history):
     np.testing.assert_array_equal(both["weight"].to_numpy(), (both["raw"] * both["scalar"]).to_numpy())
 
 
-def test_report_files_keys_and_figures(history):
+def test_report_files_keys_and_figures(history, precomputed):
     home, _, _ = history
-    run_backtests(history, "precomputed")
     out = home / "reports_precomputed" / "risk_parity"
     report = json.loads((out / "two_pass_comparison.json").read_text())
     assert tuple(report) == REPORT_KEYS
@@ -92,3 +120,33 @@ def test_report_files_keys_and_figures(history):
     for name in ("equity", "drawdown", "scalar", "regime_probabilities"):
         png = (out / f"{name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000, name
+
+
+def test_refresh_job_is_one_run_from_market_data_to_the_report(history, precomputed, tmp_path):
+    """``refresh_job`` over the years 2005..2009 (one run: market, allocator, strategy, backtests,
+    report) stores the same tables as the assets materialized step by step above."""
+    _, wh, _ = history
+    reference = precomputed
+    home = tmp_path / "job"
+    local = DuckDBWarehouse(path=str(home / "warehouse.duckdb"))
+    defs = dg.Definitions(
+        assets=[market_prices, *ALLOCATOR_ASSETS, *BACKTEST_ASSETS], jobs=[refresh_job],
+        resources={"warehouse": local, "market_source": MarketDataSource(path=""),
+                   "landing": LandingZone(path=str(home / "landing")),
+                   "allocator": AllocatorSettings(overrides_file=str(home / "none.csv")),
+                   "backtest": BacktestSettings(reports_dir=str(home / "reports"))})
+    instance = dg.DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("refresh_job").execute_in_process(instance=instance, tags=range_tags(*YEARS))
+    assert result.success
+    assert len(instance.get_runs()) == 1
+    assert len(result.asset_materializations_for_node("market_prices")) == 5  # one per year
+    done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert done == {"market_prices", "latent_state", "regime_series", "risk_scalars", "applied_scalars",
+                    *(a.key.to_user_string() for a in BACKTEST_ASSETS)}
+    for name in ("latent_state", "regime_series", "risk_scalars", "applied_scalars"):
+        q = f"SELECT * FROM {name} ORDER BY date"
+        assert local.query(q).equals(wh.query(q)), name
+    got = read_tables(local)
+    for name in BACKTEST_TABLES:
+        assert got[name].equals(reference[name]), name
+    assert (home / "reports" / "risk_parity" / "two_pass_comparison.json").exists()

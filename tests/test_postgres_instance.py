@@ -68,7 +68,11 @@ def postgres():
 
 
 @pytest.mark.postgres
-def test_daily_job_on_a_postgres_instance(postgres, tmp_path, monkeypatch):
+def test_refresh_job_on_a_postgres_instance(postgres, tmp_path, monkeypatch):
+    """deploy/dagster.yaml on a real server: PostgreSQL run and event storage, the run queue, the
+    run-granularity warehouse pool, run monitoring and crash-only run retries; then a year of
+    history, the next year (the allocator layers continue from the stored carry) and a derive
+    run with nothing new (a no-op), all recorded on the server."""
     for k, v in postgres.items():
         monkeypatch.setenv(k, v)
     home = tmp_path / "dagster_home"
@@ -76,23 +80,42 @@ def test_daily_job_on_a_postgres_instance(postgres, tmp_path, monkeypatch):
     shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("ALLOC_HOME", str(tmp_path / "alloc"))
+    monkeypatch.delenv("ALLOC_MARKET_DATA", raising=False)
+    from alloc_assets.core.panel import load_bundled_panel
     from alloc_assets.definitions import defs
-    from alloc_assets.partitions import range_tags
+    from resources.warehouse import DuckDBWarehouse
 
     instance = dg.DagsterInstance.get()
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
     assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
-    job = defs.resolve_job_def("history_job")
-    # a short history, then the daily job for the next trading day, then the report
-    assert job.execute_in_process(instance=instance, tags=range_tags("2022-10-03", "2022-12-27")).success
-    daily = job.execute_in_process(instance=instance, partition_key="2022-12-28")
-    assert daily.success
-    assert defs.resolve_job_def("report_job").execute_in_process(instance=instance).success
-    materialized = instance.get_materialized_partitions(dg.AssetKey("applied_scalars"))
-    assert "2022-12-28" in materialized and len(materialized) == 61
-    record = instance.get_latest_materialization_event(dg.AssetKey("comparison_report"))
-    assert record is not None
-    from resources.warehouse import DuckDBWarehouse
+    assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+    pools = instance.get_concurrency_config().pool_config
+    assert pools.default_pool_limit == 1 and str(getattr(pools.pool_granularity, "value", pools.pool_granularity)) == "run"
+    assert instance.run_monitoring_enabled and instance.run_monitoring_max_runtime_seconds == 7200
+    assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+    assert not instance.run_retries_retry_on_asset_or_op_failure
 
-    rows = DuckDBWarehouse().query("SELECT count(*) AS n, max(date) AS last FROM risk_scalars")
-    assert rows["n"][0] == 61 and str(rows["last"][0]) == "2022-12-28"
+    refresh = defs.resolve_job_def("refresh_job")
+    assert refresh.execute_in_process(instance=instance, partition_key="2021").success
+    nxt = refresh.execute_in_process(instance=instance, partition_key="2022")
+    assert nxt.success
+    dates = [str(d) for d in load_bundled_panel().dates.astype("datetime64[D]")]
+    days_2021 = [d for d in dates if d.startswith("2021-")]
+    days_2022 = [d for d in dates if d.startswith("2022-")]
+    state = nxt.asset_materializations_for_node("latent_state")[0].metadata
+    assert state["computed_rows_from"].value == days_2022[0] and state["full_recompute"].value is False
+    assert state["computed_through"].value == days_2022[-1]
+    derive = defs.resolve_job_def("derive_job").execute_in_process(instance=instance)
+    assert derive.success
+    assert derive.asset_materializations_for_node("latent_state")[0].metadata["computed_rows_from"].value == "nothing to compute"
+
+    assert set(instance.get_materialized_partitions(dg.AssetKey("market_prices"))) == {"2021", "2022"}
+    runs = instance.get_runs()
+    assert [r.job_name for r in reversed(runs)] == ["refresh_job", "refresh_job", "derive_job"]
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    for key in ("applied_scalars", "comparison_report"):
+        record = instance.get_latest_materialization_event(dg.AssetKey(key))
+        assert record is not None and record.run_id == derive.run_id, key
+    rows = DuckDBWarehouse().query("SELECT count(*) AS n, min(date) AS first, max(date) AS last FROM risk_scalars")
+    assert rows["n"][0] == len(days_2021) + len(days_2022)
+    assert (str(rows["first"][0]), str(rows["last"][0])) == (days_2021[0], days_2022[-1])
