@@ -21,7 +21,7 @@ demo: setup
 	$(BIN)/python -m alloc_assets.demo
 
 test: setup
-	$(BIN)/python -m pytest -q -n 2 --timeout 900
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --timeout 900
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -n 2 -m "not slow"
