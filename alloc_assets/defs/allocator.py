@@ -141,6 +141,15 @@ def plan_layer(warehouse: DuckDBWarehouse, asset: str, upstream: str, config_has
     return LayerPlan(asset, upstream, config_hash, version, start, upstream_through, compute_from, carry, False, why)
 
 
+def start_layer(warehouse: DuckDBWarehouse, asset: str, upstream: str, config_hash: str) -> tuple[LayerPlan, dt.date]:
+    """The plan of ``asset`` and its upstream's first day (the market: through its last day
+    without a gap); an empty upstream fails without retry."""
+    first, through = history_span(warehouse) if upstream == "market_prices" else _span(warehouse, upstream)
+    if first is None:
+        raise dg.Failure(allow_retries=False, description=f"{upstream} is empty: materialize it first.")
+    return plan_layer(warehouse, asset, upstream, config_hash, first, through), first
+
+
 def write_layer(warehouse: DuckDBWarehouse, plan: LayerPlan, frame: pl.DataFrame, run_id: str,
                 carries: pl.DataFrame | None = None) -> int | None:
     """Replace the layer's rows from ``plan.start`` on, drop stale carries, append the change and
@@ -267,10 +276,7 @@ def latent_state(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, 
     with warehouse.session():  # one DuckDB connection for the whole step
         warehouse.ensure_tables("allocator")
         cfg, h = allocator.feature_config(), allocator.config_hash("state")
-        first, through = history_span(warehouse)
-        if first is None:
-            raise dg.Failure(allow_retries=False, description="market_prices is empty: materialize it first.")
-        plan = plan_layer(warehouse, "latent_state", "market_prices", h, first, through)
+        plan, first = start_layer(warehouse, "latent_state", "market_prices", h)
         if plan.start is None:
             yield from _no_op(context, warehouse, plan, STATE_CHECKS)
             return
@@ -338,10 +344,7 @@ def regime_series(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse,
     with warehouse.session():  # one DuckDB connection for the whole step
         warehouse.ensure_tables("allocator")
         cfg, h = allocator.regime_config(), allocator.config_hash("regime")
-        first, through = _span(warehouse, "latent_state")
-        if first is None:
-            raise dg.Failure(allow_retries=False, description="latent_state is empty: materialize it first.")
-        plan = plan_layer(warehouse, "regime_series", "latent_state", h, first, through)
+        plan, first = start_layer(warehouse, "regime_series", "latent_state", h)
         if plan.start is None:
             yield from _no_op(context, warehouse, plan, REGIME_CHECKS)
             return
@@ -460,10 +463,7 @@ def risk_scalars(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, 
     with warehouse.session():  # one DuckDB connection for the whole step
         warehouse.ensure_tables("allocator")
         cfg, h = allocator.scalar_config(), allocator.config_hash("risk")
-        first, through = _span(warehouse, "regime_series")
-        if first is None:
-            raise dg.Failure(allow_retries=False, description="regime_series is empty: materialize it first.")
-        plan = plan_layer(warehouse, "risk_scalars", "regime_series", h, first, through)
+        plan, first = start_layer(warehouse, "risk_scalars", "regime_series", h)
         if plan.start is None:
             yield from _no_op(context, warehouse, plan, RISK_CHECKS)
             return
