@@ -150,14 +150,11 @@ def test_input_errors_speak():
         scaled_weights(targets, None, "compute")
 
 
-def test_full_history_shape_and_speed():
-    import time
-
+def test_full_history_shape():
+    """(Speed is measured by ``make bench``, entry ``backtest_and_report_full_history``, not here.)"""
     rng = np.random.default_rng(0)
     returns = rng.normal(3e-4, 0.015, (8313, 20))
     idx = np.arange(20, 8313, 21)
     targets = rng.dirichlet(np.ones(20), size=idx.size)
-    t0 = time.perf_counter()
     res = run_backtest(returns, idx, targets, np.full(idx.size, 0.8), 5.0)
-    assert time.perf_counter() - t0 < 1.0
     assert isinstance(res, BacktestResult) and res.weights.shape == (8313, 20)

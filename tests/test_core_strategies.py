@@ -325,12 +325,9 @@ def test_reallocate_sleeves_equals_one_at_a_time(bundled):
     assert np.abs(batch - inp.prev).max() <= 0.1 + 1e-12
 
 
-def test_reallocate_many_sleeves_is_fast(bundled):
-    import time
-
+def test_reallocate_many_sleeves(bundled):
+    """(Speed is measured by ``make bench``, entry ``reallocation_10000_strategies``, not here.)"""
     returns, idx, sid = bundled
     inp = st.sleeve_inputs(returns, idx, sid, n_sleeves=3000)
-    t0 = time.perf_counter()
     w = st.reallocate_sleeves(inp.cov, inp.universe, inp.prev, sid, cov_index=inp.cov_index)
-    assert time.perf_counter() - t0 < 2.0
     assert w.shape == (3000, 20)
