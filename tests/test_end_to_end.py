@@ -161,8 +161,9 @@ def _runs(env: dict):
     """The runs recorded in the instance (read from this process)."""
     code = ("import json, dagster as dg\n"
             "i = dg.DagsterInstance.get()\n"
-            "print(json.dumps([{'id': r.run_id, 'status': r.status.value, 'job': r.job_name, 'tags': dict(r.tags)} "
-            "for r in i.get_runs()]))\n")
+            "print(json.dumps([{'id': r.dagster_run.run_id, 'status': r.dagster_run.status.value, "
+            "'job': r.dagster_run.job_name, 'tags': dict(r.dagster_run.tags), 'start': r.start_time} "
+            "for r in i.get_run_records()]))\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -218,11 +219,11 @@ def test_kill_9_of_a_run_worker_in_the_warehouse_write_is_retried_and_loses_noth
     _wait(f"the retried run through {day}",
           lambda: (x := _last_dates(warehouse)) and set(x.values()) == {day} and _report_end(report) == day,
           dev_log, seconds=120)
-    assert time.time() - killed_at < 90
     runs = _wait_runs_finished(env, dev_log)
     failed = [r for r in runs if r["status"] == "FAILURE"]
     retried = [r for r in runs if r["tags"].get("dagster/parent_run_id") in {f["id"] for f in failed}]
     assert failed and retried and retried[0]["status"] == "SUCCESS", runs[:3]
+    assert retried[0]["start"] - killed_at < 60  # the next run proceeds within a minute
     import duckdb
 
     con = duckdb.connect(str(warehouse), read_only=True)
