@@ -332,3 +332,31 @@ def test_catch_up_sensor_through_evaluate_tick_skips_on_an_empty_instance():
     data = catch_up_sensor.evaluate_tick(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(),
                                                                  definitions=defs))
     assert not data.run_requests and "no market data" in data.skip_message
+
+
+@pytest.mark.slow
+def test_a_file_the_run_rejects_never_blocks_later_runs_of_its_year(tmp_path, monkeypatch):
+    """A landing file that passes the sensor's per-file checks but fails the run's checks (a symbol
+    of the stored universe is missing) is taken out of force and moved to rejected/ with the
+    reason; the next day's run of the same year succeeds."""
+    home, inst = fresh_home(tmp_path, monkeypatch)
+    panel = load_bundled_panel()
+    landing = home / "landing"
+    landing.mkdir(exist_ok=True)
+    landing_csv(landing / "feed_2022-12-29.csv", "2022-12-29", symbols=panel.symbols[:-1])  # one symbol short
+    result, cursor_ctx = tick(landing, None, inst)
+    req = result.run_requests[0]
+    run = defs.resolve_job_def("refresh_job").execute_in_process(
+        instance=inst, partition_key=req.partition_key, tags=req.tags, run_config={**req.run_config, **QUIET},
+        raise_on_error=False)
+    assert not run.success
+    reason = (landing / "rejected" / "feed_2022-12-29.csv.reason.txt").read_text()
+    assert "expected_symbols" in reason and panel.symbols[-1] in reason
+    assert not (landing / "accepted" / "2022-12-29" / "CURRENT").exists()
+    cursor = land(home, inst, ["2022-12-30"], cursor_ctx.cursor)
+    got = tables(home)
+    assert got["market_prices"]["date"].max() == dt.date(2022, 12, 30)
+    assert dt.date(2022, 12, 29) not in got["market_prices"]["date"].to_list()
+    assert got["latent_state"]["date"].max() == dt.date(2022, 12, 28)  # the gap at 12-29 waits for a good file
+    quiet, after = tick(landing, cursor, inst)  # the run consumed 12-30; the rejected file is gone
+    assert isinstance(quiet, dg.SkipReason) and json.loads(after.cursor) == {}

@@ -187,6 +187,23 @@ def current_copies(accepted_root: Path, start: dt.date, end: dt.date) -> dict[dt
     return out
 
 
+def withdraw(copy: Path) -> Path | None:
+    """Take an accepted copy out of force (its run rejected the data): the day's CURRENT goes back to
+    the most recent other copy of that day, or away if there is none. The copy itself stays (audit).
+    Returns the copy now in force."""
+    folder = copy.parent
+    pointer = folder / CURRENT
+    if not pointer.is_file() or pointer.read_text().strip() != copy.name:
+        return None
+    others = sorted((p for p in folder.iterdir() if p.is_file() and p.name != CURRENT and p != copy
+                     and not p.name.startswith(".")), key=lambda p: (p.stat().st_mtime, p.name))
+    if others:
+        _atomic_write(pointer, others[-1].name.encode())
+        return others[-1]
+    pointer.unlink()
+    return None
+
+
 def move_aside(path: Path, folder: Path, reason: str) -> Path:
     """Move a file to ``folder`` (rejected/ or superseded/) with ``<name>.reason.txt`` beside it."""
     folder.mkdir(parents=True, exist_ok=True)

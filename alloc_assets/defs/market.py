@@ -14,7 +14,7 @@ import dagster as dg
 import polars as pl
 
 from alloc_assets.core.calendar import last_contiguous_session, sessions_between
-from alloc_assets.core.landing import current_copies, is_accepted_copy, sha256_file
+from alloc_assets.core.landing import current_copies, is_accepted_copy, move_aside, sha256_file, withdraw
 from alloc_assets.core.market_io import MarketData, MarketDataError
 from alloc_assets.defs.common import (
     WAREHOUSE_POOL,
@@ -29,6 +29,7 @@ from alloc_assets.schemas import (
     MARKET_CHECKS,
     CheckOutcome,
     MarketPrices,
+    describe_first_failure,
     market_price_checks,
 )
 from resources.landing import LandingZone
@@ -153,6 +154,8 @@ def build_market_prices(partitions_def: dg.PartitionsDefinition = market_partiti
                 bench_outcomes = market_price_checks(as_prices, start, end, required, None)
                 by_name = {o.name: o for o in bench_outcomes}
                 outcomes = [_merge(o, by_name[o.name]) if o.severity == "ERROR" else o for o in outcomes]
+            if any(o.blocking_failure for o in outcomes) and (config.files or config.consume):
+                _reject_landing(config, landing, outcomes)
             yield from raise_on_blocking(context, outcomes, asset="market_prices")
 
             stored = window.select("date", "symbol", "close").sort("date", "symbol")
@@ -229,6 +232,23 @@ def _first_change(warehouse: DuckDBWarehouse, table: str, new: pl.DataFrame, key
     both = new.select(*keys, "close").join(old, on=keys, how="full", coalesce=True, suffix="_old")
     diff = both.filter(pl.col("close").is_null() | pl.col("close_old").is_null() | (pl.col("close") != pl.col("close_old")))
     return diff["date"].min() if diff.height else None
+
+
+def _reject_landing(config: MarketPricesConfig, landing: LandingZone, outcomes: list[CheckOutcome]) -> None:
+    """The run's landing files failed a blocking check (e.g. a symbol missing): their copies leave
+    force (the day's previous copy, if any, is CURRENT again) and the originals go to rejected/
+    with the reason, so one bad file never blocks later runs of its year."""
+    reason = "; ".join(describe_first_failure(o) for o in outcomes if o.blocking_failure)
+    for f in config.files:
+        withdraw(Path(f))
+    for entry in config.consume:
+        path_s, _, sha = entry.rpartition("::")
+        path = Path(path_s)
+        try:
+            if path.is_file() and not path.is_symlink() and sha256_file(path) == sha:
+                move_aside(path, landing.rejected(), f"rejected by the run: {reason}")
+        except OSError:
+            continue
 
 
 def _consume(entries: list[str]) -> list[str]:
