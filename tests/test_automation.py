@@ -360,3 +360,26 @@ def test_a_file_the_run_rejects_never_blocks_later_runs_of_its_year(tmp_path, mo
     assert got["latent_state"]["date"].max() == dt.date(2022, 12, 28)  # the gap at 12-29 waits for a good file
     quiet, after = tick(landing, cursor, inst)  # the run consumed 12-30; the rejected file is gone
     assert isinstance(quiet, dg.SkipReason) and json.loads(after.cursor) == {}
+
+
+@pytest.mark.parametrize("body,ok", [
+    ("date,AAA,BBB\n2023-01-03,1.5,2\n", True),
+    ("date,AAA,BBB\n2023-01-03,1.5,x\n", False),      # not a number: the full reader names row and column
+    ("date,AAA,AAA\n2023-01-03,1.5,2\n", False),      # a symbol twice
+    ("date,AAA,BBB\n2023-01-04,1.5,2\n", False),      # another day
+    ("date,symbol,close\n2023-01-03,AAA,1\n", False),  # long format: full reader
+    ("date,AAA,BBB\n2023-01-03,1.5,0\n", False),
+    ("date,AAA,BBB\n2023-01-03,1.5,inf\n", False),
+])
+def test_the_quick_landing_check_accepts_only_what_the_full_reader_accepts(tmp_path, body, ok):
+    """The fast path for plain wide CSVs accepts the common case (which the full reader reads the
+    same) and hands anything doubtful to the full reader (which names file, row and column)."""
+    from alloc_assets.core.landing import _plain_wide_csv_ok
+
+    path = tmp_path / "p_2023-01-03.csv"
+    path.write_text(body)
+    assert _plain_wide_csv_ok(path, dt.date(2023, 1, 3)) is ok
+    if ok:  # the full reader agrees
+        from alloc_assets.core.market_io import read_market_data
+
+        assert read_market_data(path).prices.height == 2

@@ -106,9 +106,45 @@ def scan(folder: Path, now: float, today: dt.date, settle_seconds: float) -> lis
     return out
 
 
+def _plain_wide_csv_ok(path: Path, day: dt.date) -> bool:
+    """A quick accept for the common case: a small wide CSV (``date`` then one column per symbol,
+    distinct names) of that day only, every price a finite number > 0. Anything else, or anything
+    doubtful, goes through the full reader, which names file, row and column."""
+    if path.suffix != ".csv":
+        return False
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if len(lines) < 2:
+        return False
+    header = [h.strip() for h in lines[0].split(",")]
+    if header[0] not in ("date", "Date") or len(set(header)) != len(header) or len(header) < 2:
+        return False
+    if {"symbol", "close"} & {h.lower() for h in header}:
+        return False
+    iso = day.isoformat()
+    for line in lines[1:]:
+        if not line.strip():
+            continue
+        cells = line.split(",")
+        if len(cells) != len(header) or cells[0].strip() != iso:
+            return False
+        for cell in cells[1:]:
+            try:
+                value = float(cell)
+            except ValueError:
+                return False
+            if not (0.0 < value < float("inf")):
+                return False
+    return True
+
+
 def validate(path: Path, day: dt.date) -> None:
     """The file's rows: that day only, numbers finite and > 0, no symbol twice. Raises
     ``MarketDataError`` naming file, row and column."""
+    if _plain_wide_csv_ok(path, day):
+        return
     data = read_market_data(path)
     prices = data.prices
     if prices.height == 0:
