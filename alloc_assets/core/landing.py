@@ -168,26 +168,35 @@ def _suffix(name: str) -> str:
     return ".csv.gz" if name.endswith(".csv.gz") else Path(name).suffix
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
+def _atomic_write(target: Path, data: bytes, durable: bool = True) -> None:
+    """Write under a temporary name, then rename: a reader never sees a half-written file.
+    ``durable=False`` skips the per-file fsync (the caller syncs once for a batch, see ``flush``)."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     with tmp.open("wb") as fh:
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, target)
 
 
-def accept(path: Path, accepted_root: Path, day: dt.date) -> Path:
+def flush() -> None:
+    """Make a batch of non-durable accepts durable (one ``sync`` instead of one fsync a file)."""
+    os.sync()
+
+
+def accept(path: Path, accepted_root: Path, day: dt.date, durable: bool = True) -> Path:
     """Copy the file to ``accepted/<day>/<sha16>_<day>.<ext>`` (atomically; the same content gives
-    the same name, so accepting twice is harmless) and make it the day's CURRENT copy."""
+    the same name, so accepting twice is harmless) and make it the day's CURRENT copy. With
+    ``durable=False`` call ``flush()`` once after the batch, before anything relies on the copies."""
     data = path.read_bytes()
     sha = hashlib.sha256(data).hexdigest()[:16]
     folder = accepted_root / day.isoformat()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{sha}_{day.isoformat()}{_suffix(path.name)}"
     if not target.exists():
-        _atomic_write(target, data)
-    _atomic_write(folder / CURRENT, target.name.encode())
+        _atomic_write(target, data, durable)
+    _atomic_write(folder / CURRENT, target.name.encode(), durable)
     return target
 
 

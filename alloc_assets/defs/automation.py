@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from alloc_assets.core.calendar import EXCHANGE_TIMEZONE, is_trading_day
-from alloc_assets.core.landing import accept, current_copies, move_aside, scan, sha256_file, validate
+from alloc_assets.core.landing import accept, current_copies, flush, move_aside, scan, sha256_file, validate
 from alloc_assets.core.market_io import MarketDataError
 from alloc_assets.defs.jobs import derive_job, refresh_job
 from alloc_assets.partitions import partition_key_for, range_tags
@@ -99,7 +99,7 @@ def new_market_data_sensor(context: dg.SensorEvaluationContext, landing: Landing
                     notes.append(f"rejected {d.path.name}: {exc}")
                     context.log.warning(f"rejected {d.path.name}: {exc}")
                     continue
-                copy = accept(d.path, landing.accepted(), d.day)
+                copy = accept(d.path, landing.accepted(), d.day, durable=False)
                 accepted[d.path.name] = (d.day.isoformat(), str(copy), f"{d.path}::{sha}")
                 cursor[d.path.name] = sha
         except OSError as exc:  # one odd file (vanished, unreadable) never fails the tick
@@ -109,6 +109,7 @@ def new_market_data_sensor(context: dg.SensorEvaluationContext, landing: Landing
     cursor = {name: sha for name, sha in cursor.items() if name in present}  # bounded: files still there
     context.update_cursor(json.dumps(cursor, sort_keys=True))
     if accepted:
+        flush()  # the accepted copies are on disk before the run that reads them is requested
         for note in notes:
             context.log.info(note)
         return dg.SensorResult(run_requests=[landing_run_request(accepted)])
