@@ -24,3 +24,42 @@ def time_median(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> 
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), times
+
+
+def dir_mb(path) -> float:
+    """Disk usage of a folder in MB (allocated blocks, like ``du``)."""
+    import os
+
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            except FileNotFoundError:
+                continue
+    return total / 1e6
+
+
+def fresh_homes(prefix: str):
+    """A fresh ``ALLOC_HOME`` and ``DAGSTER_HOME`` (stock SQLite ``dagster.yaml`` from
+    ``alloc_assets.instance.instance_yaml()``) in a new temporary folder, set in the environment
+    (``make bench`` exports the repository's own; a benchmark must never write there). Returns
+    ``(root, alloc_home, dagster_home)``."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from alloc_assets.instance import instance_yaml
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    alloc, dagster_home = root / "alloc", root / "dagster"
+    alloc.mkdir()
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text(instance_yaml())
+    os.environ["ALLOC_HOME"] = str(alloc)
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    return root, alloc, dagster_home
+
+
+#: Dagster's console logger at WARNING (the runs' events are still stored in the instance).
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

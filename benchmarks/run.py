@@ -52,6 +52,7 @@ def main(argv: list[str]) -> int:
         if argv and not any(a in entry for a in argv):
             continue
         print(f"[bench] {entry} ...", flush=True)
+        load_before = os.getloadavg()[0]
         proc = subprocess.run([sys.executable, "-c", CHILD.format(module=module, func=func)],
                               capture_output=True, text=True, cwd=HERE.parent)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
@@ -62,6 +63,9 @@ def main(argv: list[str]) -> int:
         out = json.loads(line.removeprefix("BENCH_RESULT "))
         out["measured_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         out["machine"] = machine()
+        # other processes on the machine (2 cores) slow every figure: the 1-minute load average
+        # when the benchmark started and when it ended says how busy it was
+        out["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
         if "target_s" in out:
             out["meets_target"] = bool(out["median_s"] < out["target_s"])
         results[entry] = out
