@@ -34,8 +34,8 @@ def _wide_file(directory: Path, day: str, factor: float, name: str = "prices") -
 
 def bench_sensor_tick_1000_files() -> dict:
     """One tick over 1,000 new landing files (1,000 different trading days, 2019-2022, wide, 20
-    symbols + SP500): each is validated, copied to ``accepted/<day>/`` (atomic, fsynced) and all
-    go into ONE run request. A fresh landing folder per repeat (its files written untimed)."""
+    symbols + SP500): each is validated and copied to ``accepted/<day>/`` (atomically, made durable
+    before the run is requested) and all go into ONE run request. A fresh landing folder per repeat (its files written untimed)."""
     import tempfile
 
     import dagster as dg
@@ -93,7 +93,7 @@ def bench_sensor_tick_1000_files() -> dict:
         "steady_state_median_s": steady,
         "note": "median_s: a tick that finds 1,000 new files (1,000 trading days 2019-01-02..2022-12-22, wide: "
                 "date + 20 symbols + SP500), validates each, copies each to landing/accepted/<day>/ (atomic "
-                "write + fsync, CURRENT pointer) and returns ONE run request for refresh_job over 2019..2022; "
+                "write, CURRENT pointer, made durable before the request) and returns ONE run request for refresh_job over 2019..2022; "
                 "fresh folder each of 3 repeats. steady_state_median_s: a tick over the same 1,000 files "
                 "already in the cursor (hash and skip).",
     }

@@ -20,7 +20,7 @@ def _env_source() -> str:
     return os.environ.get("ALLOC_MARKET_DATA", "")
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=1024)
 def _cached_read(path: str, stamp: tuple) -> MarketData:
     """The parsed source, cached in memory and on disk (``$ALLOC_HOME/cache``, keyed by the files'
     paths, sizes and modification times): a fresh run process (every daemon-launched run) loads the
@@ -76,7 +76,10 @@ class MarketDataSource(dg.ConfigurableResource):
     def load(self, files: list[str] | None = None) -> MarketData:
         """All rows of the source, or of the given files (e.g. landing files), with provenance."""
         if files:
-            parts = [read_market_data(f) for f in files]
+            # accepted landing copies are content-addressed and immutable: each is parsed once,
+            # then served from the cache (a year of daily files re-read by every run of that year)
+            parts = [_cached_read(str(Path(f).resolve()), _stamp(Path(f))) if Path(f).is_file() else read_market_data(f)
+                     for f in files]
             prices = pl.concat([p.prices for p in parts])
             benches = [p.benchmark for p in parts if p.benchmark is not None]
             sectors = {k: v for p in parts for k, v in p.sectors.items()}
