@@ -51,6 +51,9 @@ ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.Dagste
           dg.DagsterRunStatus.STARTED]
 
 
+BATCH_SYNC_FROM = 32
+
+
 def today_in_new_york(now: float | None = None) -> dt.date:
     return dt.datetime.fromtimestamp(time.time() if now is None else now, ZoneInfo(EXCHANGE_TIMEZONE)).date()
 
@@ -75,6 +78,8 @@ def new_market_data_sensor(context: dg.SensorEvaluationContext, landing: Landing
     folder = landing.directory()
     cursor: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     decisions = scan(folder, time.time(), today_in_new_york(), landing.settle())
+    # a few files: an fsync each; a backlog: one sync for the whole batch (see core.landing.flush)
+    batch = sum(d.action == "ready" for d in decisions) > BATCH_SYNC_FROM
     accepted: dict[str, tuple[str, str, str]] = {}
     notes: list[str] = []
     for d in decisions:
@@ -99,7 +104,7 @@ def new_market_data_sensor(context: dg.SensorEvaluationContext, landing: Landing
                     notes.append(f"rejected {d.path.name}: {exc}")
                     context.log.warning(f"rejected {d.path.name}: {exc}")
                     continue
-                copy = accept(d.path, landing.accepted(), d.day, durable=False)
+                copy = accept(d.path, landing.accepted(), d.day, durable=not batch)
                 accepted[d.path.name] = (d.day.isoformat(), str(copy), f"{d.path}::{sha}")
                 cursor[d.path.name] = sha
         except OSError as exc:  # one odd file (vanished, unreadable) never fails the tick
@@ -109,7 +114,8 @@ def new_market_data_sensor(context: dg.SensorEvaluationContext, landing: Landing
     cursor = {name: sha for name, sha in cursor.items() if name in present}  # bounded: files still there
     context.update_cursor(json.dumps(cursor, sort_keys=True))
     if accepted:
-        flush()  # the accepted copies are on disk before the run that reads them is requested
+        if batch:
+            flush()  # the accepted copies are on disk before the run that reads them is requested
         for note in notes:
             context.log.info(note)
         return dg.SensorResult(run_requests=[landing_run_request(accepted)])
