@@ -150,3 +150,23 @@ def test_refresh_job_is_one_run_from_market_data_to_the_report(history, precompu
     for name in BACKTEST_TABLES:
         assert got[name].equals(reference[name]), name
     assert (home / "reports" / "risk_parity" / "two_pass_comparison.json").exists()
+
+
+def test_the_report_uses_the_cash_rate_as_risk_free_rate(history, precomputed):
+    """Cash earning 3 % a year: Sharpe and Sortino in the report are empyrical's with that daily rate
+    as risk-free / required return (a rate of 0 here inflated the allocator's Sharpe gain)."""
+    import empyrical
+
+    home, wh, resources = history
+    settings = BacktestSettings(cash_rate=0.03, reports_dir=str(home / "reports_cash"))
+    assert dg.materialize([*BACKTEST_ASSETS], instance=dg.DagsterInstance.ephemeral(),
+                          resources={**resources, "backtest": settings},
+                          selection=[a.key for a in BACKTEST_ASSETS]).success
+    report = json.loads((home / "reports_cash" / "risk_parity" / "two_pass_comparison.json").read_text())
+    rf = 1.03 ** (1 / 252) - 1
+    for book, table in (("baseline", "baseline_backtest"), ("scaled", "scaled_backtest")):
+        r = wh.query(f"SELECT portfolio_return FROM {table} ORDER BY date")["portfolio_return"].to_numpy()
+        np.testing.assert_allclose(report["metrics"][book]["sharpe"], empyrical.sharpe_ratio(r, risk_free=rf), rtol=1e-9)
+        np.testing.assert_allclose(report["metrics"][book]["sortino"], empyrical.sortino_ratio(r, required_return=rf),
+                                   rtol=1e-9)
+        assert report["metrics"][book]["sharpe"] < empyrical.sharpe_ratio(r)

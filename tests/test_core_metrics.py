@@ -172,3 +172,17 @@ def test_undefined_measures_are_nan():
     assert np.isnan(m.sharpe_ratio(flat))
     assert np.isnan(m.cagr(np.zeros(0)))
     assert np.isnan(m.sharpe_ratio(np.array([0.01])))
+
+
+def test_risk_free_enters_sharpe_and_sortino_like_empyrical():
+    import empyrical
+
+    from alloc_assets.core.metrics import compute_metrics, daily_rate
+
+    rng = np.random.default_rng(11)
+    r = rng.normal(4e-4, 0.012, 600)
+    dates = np.arange(np.datetime64("2010-01-04"), np.datetime64("2010-01-04") + 600).astype("datetime64[D]")
+    rf = daily_rate(0.03)
+    m = compute_metrics(r, dates, risk_free=rf)
+    np.testing.assert_allclose(m["sharpe"], empyrical.sharpe_ratio(r, risk_free=rf), rtol=1e-12)
+    np.testing.assert_allclose(m["sortino"], empyrical.sortino_ratio(r, required_return=rf), rtol=1e-12)

@@ -381,7 +381,8 @@ def compute_metrics(returns, dates, turnover=None, risk_free: float = 0.0) -> di
     returns : array (T,), daily simple returns net of costs; finite.
     dates : array (T,), the dates of ``returns`` (for worst month and quarter).
     turnover : array (T,) of daily traded notional, or None (then ``turnover`` is ``nan``).
-    risk_free : daily risk-free rate for the Sharpe ratio (0 by default).
+    risk_free : daily risk-free rate for the Sharpe ratio and the Sortino ratio's required return
+        (0 by default; the report passes the daily cash rate when cash earns one).
 
     Returns
     -------
@@ -397,7 +398,7 @@ def compute_metrics(returns, dates, turnover=None, risk_free: float = 0.0) -> di
         Metric.CAGR: cagr(r),
         Metric.ANN_VOL: annual_volatility(r),
         Metric.SHARPE: sharpe_ratio(r, risk_free),
-        Metric.SORTINO: sortino_ratio(r),
+        Metric.SORTINO: sortino_ratio(r, risk_free),
         Metric.MAX_DRAWDOWN: max_drawdown(r),
         Metric.CALMAR: calmar_ratio(r),
         Metric.WORST_MONTH: worst_month(r, dates),

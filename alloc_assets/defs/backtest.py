@@ -17,6 +17,7 @@ from pydantic import Field
 
 from alloc_assets.core.backtest import AllocatorMode, BacktestResult, run_backtest
 from alloc_assets.core.figures import write_report_figures
+from alloc_assets.core.metrics import daily_rate
 from alloc_assets.core.regimes import PROBABILITY_COLUMNS
 from alloc_assets.core.report import build_report, report_markdown, run_summary
 from alloc_assets.core.scalars import applied_scalars as compute_applied
@@ -340,8 +341,10 @@ def comparison_report(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
     scalars = weights["scalar"].to_numpy()
     config = {k: v for k, v in allocator.model_dump().items() if k != "overrides_file"}
     config.update(cost_bps=backtest.cost_bps, cash_rate=backtest.cash_rate)
+    # when cash earns a rate, that rate is the risk-free rate of Sharpe and Sortino (quantstats' rf)
     report = build_report(dates, _result_from_table(base), _result_from_table(scaled), scalar_dates, scalars, labels,
-                          profile=backtest.profile, mode=backtest.allocator_mode, allocator_config=config)
+                          profile=backtest.profile, mode=backtest.allocator_mode, allocator_config=config,
+                          risk_free=daily_rate(backtest.cash_rate))
     out_dir = backtest.reports_root() / backtest.profile
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = write_report_figures(out_dir, dates, base["equity"].to_numpy(), scaled["equity"].to_numpy(),
