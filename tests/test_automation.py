@@ -75,14 +75,14 @@ def test_schedule_through_evaluate_tick_with_the_definitions(alloc_home):
 # ------------------------------------------------------------------------------------------------
 # landing sensor
 
-def landing_csv(path: Path, day: str, factor: float = 1.0, symbols=None) -> Path:
+def landing_csv(path: Path, day: str, factor: float = 1.0, symbols=None, benchmark: bool = True) -> Path:
     """A wide landing file for ``day``: the bundled last closes times ``factor`` (+ the benchmark)."""
     panel = load_bundled_panel()
     syms = list(symbols or panel.symbols)
     idx = [panel.symbols.index(s) for s in syms]
     closes = panel.close[-1, idx] * factor
-    header = ["date", *syms, "SP500"]
-    row = [day, *[f"{c:.6f}" for c in closes], f"{panel.benchmark[-1] * factor:.6f}"]
+    header = ["date", *syms] + (["SP500"] if benchmark else [])
+    row = [day, *[f"{c:.6f}" for c in closes]] + ([f"{panel.benchmark[-1] * factor:.6f}"] if benchmark else [])
     tmp = path.with_name("." + path.name + ".part")
     tmp.write_text(",".join(header) + "\n" + ",".join(row) + "\n")
     old = time.time() - 3600  # settled an hour ago
@@ -335,6 +335,23 @@ def test_catch_up_sensor_through_evaluate_tick_skips_on_an_empty_instance():
 
 
 @pytest.mark.slow
+def test_a_landing_day_without_the_benchmark_is_an_error_not_a_silent_switch(tmp_path, monkeypatch):
+    home, inst = fresh_home(tmp_path, monkeypatch)
+    landing = home / "landing"
+    landing.mkdir(exist_ok=True)
+    landing_csv(landing / "feed_2022-12-29.csv", "2022-12-29", benchmark=False)
+    result, _ = tick(landing, None, inst)
+    req = result.run_requests[0]
+    run = defs.resolve_job_def("refresh_job").execute_in_process(
+        instance=inst, partition_key=req.partition_key, tags=req.tags, run_config={**req.run_config, **QUIET},
+        raise_on_error=False)
+    assert not run.success
+    reason = (landing / "rejected" / "feed_2022-12-29.csv.reason.txt").read_text()
+    assert "no_missing_sessions" in reason and "SP500" in reason and "2022-12-29" in reason
+    assert tables(home)["market_prices"]["date"].max() == dt.date(2022, 12, 28)  # nothing stored
+
+
+@pytest.mark.slow
 def test_a_file_the_run_rejects_never_blocks_later_runs_of_its_year(tmp_path, monkeypatch):
     """A landing file that passes the sensor's per-file checks but fails the run's checks (a symbol
     of the stored universe is missing) is taken out of force and moved to rejected/ with the
@@ -383,3 +400,18 @@ def test_the_quick_landing_check_accepts_only_what_the_full_reader_accepts(tmp_p
         from alloc_assets.core.market_io import read_market_data
 
         assert read_market_data(path).prices.height == 2
+
+
+def test_a_benchmark_gap_in_the_warehouse_fails_the_derived_layers_clearly(tmp_path, monkeypatch):
+    """Defence in depth: whatever put it there, a stored day without the benchmark's close stops
+    the layers that read the benchmark with the day named (never the equal-weight index instead)."""
+    home, inst = fresh_home(tmp_path, monkeypatch)
+    import duckdb
+
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.execute("DELETE FROM market_benchmark WHERE date = DATE '2022-06-01'")
+    con.close()
+    run = defs.resolve_job_def("derive_job").execute_in_process(instance=inst, run_config=QUIET, raise_on_error=False)
+    assert not run.success
+    text = " ".join(e.event_specific_data.error.message for e in run.all_events if e.is_step_failure)
+    assert "market_benchmark has no close" in text and "2022-06-01" in text

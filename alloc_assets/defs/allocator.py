@@ -213,10 +213,19 @@ def load_panel(warehouse: DuckDBWarehouse, start: dt.date, end: dt.date) -> Pric
         raise dg.Failure(allow_retries=False, description="market_prices has a symbol missing on some date in the window; re-run market_prices.")
     dates = wide["date"].to_numpy().astype("datetime64[D]")
     bench = None
-    if warehouse.table_exists("market_benchmark"):
+    has_benchmark = warehouse.table_exists("market_benchmark") and \
+        warehouse.query("SELECT count(*) AS n FROM market_benchmark")["n"][0] > 0
+    if has_benchmark:  # a data set with a benchmark needs it on every day: never a silent switch
         b = warehouse.query("SELECT date, close FROM market_benchmark WHERE date BETWEEN ? AND ? ORDER BY date", [start, end])
-        if b.height == len(dates) and (b["date"].to_numpy().astype("datetime64[D]") == dates).all():
-            bench = b["close"].to_numpy().astype(np.float64)
+        got = set(b["date"].to_list())
+        missing = [d for d in wide["date"].to_list() if d not in got]
+        if missing:
+            raise dg.Failure(allow_retries=False, description=(
+                f"market_benchmark has no close on {len(missing)} stored trading day(s) between {start} and {end} "
+                f"(first: {missing[0]}): the benchmark would silently become the equal-weight index. Land a file "
+                "with the benchmark column for those days (or fix the source) and re-run."))
+        b = b.filter(pl.col("date").is_in(wide["date"].to_list()))
+        bench = b["close"].to_numpy().astype(np.float64)
     sectors = {}
     if warehouse.table_exists("market_sectors"):
         sec = warehouse.query("SELECT symbol, sector FROM market_sectors")

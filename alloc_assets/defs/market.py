@@ -25,6 +25,7 @@ from alloc_assets.defs.common import (
 )
 from alloc_assets.partitions import market_partitions
 from alloc_assets.schemas import (
+    CHECK_NO_MISSING_SESSIONS,
     CHECK_PRICES_VALID,
     MARKET_CHECKS,
     CheckOutcome,
@@ -154,6 +155,7 @@ def build_market_prices(partitions_def: dg.PartitionsDefinition = market_partiti
                 bench_outcomes = market_price_checks(as_prices, start, end, required, None)
                 by_name = {o.name: o for o in bench_outcomes}
                 outcomes = [_merge(o, by_name[o.name]) if o.severity == "ERROR" else o for o in outcomes]
+            outcomes = _benchmark_every_day(outcomes, window, bench, _stored_benchmark_names(warehouse, src))
             if any(o.blocking_failure for o in outcomes) and (config.files or config.consume):
                 _reject_landing(config, landing, outcomes)
             yield from raise_on_blocking(context, outcomes, asset="market_prices")
@@ -232,6 +234,33 @@ def _first_change(warehouse: DuckDBWarehouse, table: str, new: pl.DataFrame, key
     both = new.select(*keys, "close").join(old, on=keys, how="full", coalesce=True, suffix="_old")
     diff = both.filter(pl.col("close").is_null() | pl.col("close_old").is_null() | (pl.col("close") != pl.col("close_old")))
     return diff["date"].min() if diff.height else None
+
+
+def _benchmark_every_day(outcomes: list[CheckOutcome], window: pl.DataFrame, bench: pl.DataFrame | None,
+                         names: list[str]) -> list[CheckOutcome]:
+    """With a benchmark in the data set, every day with prices needs its close (``no_missing_sessions``):
+    a landing file without the benchmark column is an error, never a silent switch to the
+    equal-weight index downstream."""
+    if not names:
+        return outcomes
+    have = set(bench["date"].to_list()) if bench is not None else set()
+    missing = sorted(d for d in window["date"].unique().to_list() if d not in have)
+    if not missing:
+        return outcomes
+    files = (window.filter(pl.col("date").is_in(missing)).group_by("date").agg(pl.col("source_file").first())
+             if "source_file" in window.columns else None)
+    where = dict(zip(files["date"].to_list(), files["source_file"].to_list())) if files is not None else {}
+    rows = pl.DataFrame({"date": missing, "source_file": [where.get(d, "") for d in missing],
+                         "problem": [f"benchmark {', '.join(names)} has no close on this day "
+                                     f"(add a {names[0]} column)"] * len(missing)},
+                        schema={"date": pl.Date, "source_file": pl.Utf8, "problem": pl.Utf8})
+    out = []
+    for o in outcomes:
+        if o.name == CHECK_NO_MISSING_SESSIONS:
+            failures = rows if o.failures.height == 0 else pl.concat([o.failures, rows], how="diagonal_relaxed")
+            o = CheckOutcome(o.name, False, o.severity, o.description, failures)
+        out.append(o)
+    return out
 
 
 def _reject_landing(config: MarketPricesConfig, landing: LandingZone, outcomes: list[CheckOutcome]) -> None:
