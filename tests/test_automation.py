@@ -334,19 +334,25 @@ def test_catch_up_sensor_through_evaluate_tick_skips_on_an_empty_instance():
     assert not data.run_requests and "no market data" in data.skip_message
 
 
-@pytest.mark.slow
-def test_a_landing_day_without_the_benchmark_is_an_error_not_a_silent_switch(tmp_path, monkeypatch):
-    home, inst = fresh_home(tmp_path, monkeypatch)
+def land_rejected(home: Path, inst, **file_kwargs):
+    """Land a 2022-12-29 file that the run (not the sensor) rejects; run it; return the landing
+    folder, the rejection reason and the sensor context."""
     landing = home / "landing"
     landing.mkdir(exist_ok=True)
-    landing_csv(landing / "feed_2022-12-29.csv", "2022-12-29", benchmark=False)
-    result, _ = tick(landing, None, inst)
+    landing_csv(landing / "feed_2022-12-29.csv", "2022-12-29", **file_kwargs)
+    result, ctx = tick(landing, None, inst)
     req = result.run_requests[0]
     run = defs.resolve_job_def("refresh_job").execute_in_process(
         instance=inst, partition_key=req.partition_key, tags=req.tags, run_config={**req.run_config, **QUIET},
         raise_on_error=False)
     assert not run.success
-    reason = (landing / "rejected" / "feed_2022-12-29.csv.reason.txt").read_text()
+    return landing, (landing / "rejected" / "feed_2022-12-29.csv.reason.txt").read_text(), ctx
+
+
+@pytest.mark.slow
+def test_a_landing_day_without_the_benchmark_is_an_error_not_a_silent_switch(tmp_path, monkeypatch):
+    home, inst = fresh_home(tmp_path, monkeypatch)
+    landing, reason, _ = land_rejected(home, inst, benchmark=False)
     assert "no_missing_sessions" in reason and "SP500" in reason and "2022-12-29" in reason
     assert tables(home)["market_prices"]["date"].max() == dt.date(2022, 12, 28)  # nothing stored
 
@@ -358,16 +364,7 @@ def test_a_file_the_run_rejects_never_blocks_later_runs_of_its_year(tmp_path, mo
     reason; the next day's run of the same year succeeds."""
     home, inst = fresh_home(tmp_path, monkeypatch)
     panel = load_bundled_panel()
-    landing = home / "landing"
-    landing.mkdir(exist_ok=True)
-    landing_csv(landing / "feed_2022-12-29.csv", "2022-12-29", symbols=panel.symbols[:-1])  # one symbol short
-    result, cursor_ctx = tick(landing, None, inst)
-    req = result.run_requests[0]
-    run = defs.resolve_job_def("refresh_job").execute_in_process(
-        instance=inst, partition_key=req.partition_key, tags=req.tags, run_config={**req.run_config, **QUIET},
-        raise_on_error=False)
-    assert not run.success
-    reason = (landing / "rejected" / "feed_2022-12-29.csv.reason.txt").read_text()
+    landing, reason, cursor_ctx = land_rejected(home, inst, symbols=panel.symbols[:-1])  # one symbol short
     assert "expected_symbols" in reason and panel.symbols[-1] in reason
     assert not (landing / "accepted" / "2022-12-29" / "CURRENT").exists()
     cursor = land(home, inst, ["2022-12-30"], cursor_ctx.cursor)
