@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 from alloc_assets.instance import prepare_instance_home
-from resources.settings import alloc_home, default_logs_dir
+from resources.settings import default_logs_dir
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

@@ -4,7 +4,6 @@ and ``refresh_job`` taking market data for a range of years to the report in one
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import dagster as dg
 import numpy as np

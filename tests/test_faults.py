@@ -72,12 +72,12 @@ def test_kill_9_inside_the_warehouse_write_loses_nothing_and_the_next_run_procee
     home, instance = home_2021
     before = digest(home)
     marker = tmp_path / "paused.pid"
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import dagster as dg
         from alloc_assets.definitions import defs
         r = defs.resolve_job_def("refresh_job").execute_in_process(
             instance=dg.DagsterInstance.ephemeral(), partition_key="2022", raise_on_error=False,
-            run_config={{"loggers": {{"console": {{"config": {{"log_level": "ERROR"}}}}}}}})
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
         print("finished", r.success)
     """)
     env = {**os.environ, "ALLOC_FAULT_PAUSE": "in_write:120", "ALLOC_FAULT_MARKER": str(marker)}

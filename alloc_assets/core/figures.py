@@ -10,8 +10,13 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn (a slow import)
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
 REGIME_ORDER: tuple[str, ...] = ("NORMAL", "ELEVATED", "STRESS", "CRISIS")
 REGIME_COLOURS: dict[str, str] = {
@@ -66,9 +71,9 @@ def shade_regimes(ax, dates, labels: Sequence[str], skip: Sequence[str] = ("NORM
             edges, 0, 1, where=np.append(mask, False), step="post", color=colour, alpha=_SHADE_ALPHA,
             linewidth=0, transform=ax.get_xaxis_transform(), zorder=0,
         )
-        from matplotlib.patches import Patch
+        from matplotlib.patches import Patch as _Patch
 
-        handles.append(Patch(facecolor=colour, alpha=_SHADE_ALPHA, label=name.lower()))
+        handles.append(_Patch(facecolor=colour, alpha=_SHADE_ALPHA, label=name.lower()))
     return handles
 
 

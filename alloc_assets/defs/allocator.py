@@ -62,13 +62,6 @@ def _previous_session(day: dt.date) -> dt.date | None:
     return s[pos - 1].date() if pos > 0 else None
 
 
-def _first_date(warehouse: DuckDBWarehouse, table: str) -> dt.date | None:
-    if not warehouse.table_exists(table):
-        return None
-    rows = warehouse.query(f"SELECT min(date) AS d FROM {table}")
-    return rows["d"][0] if rows.height else None
-
-
 def _resume_point(warehouse: DuckDBWarehouse, asset: str, config_hash: str, start: dt.date,
                   first: dt.date) -> tuple[dt.date, dict | None]:
     """Where to start computing for a window starting at ``start``: (from_date, carry before it)."""
