@@ -17,14 +17,14 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from alloc_assets.core.calendar import last_contiguous_session, next_session, rebalance_mask, sessions_between, trading_sessions
+from alloc_assets.core.calendar import next_session, rebalance_mask, sessions_between, trading_sessions
 from alloc_assets.core.features import StateFrame, encode, feature_specs
 from alloc_assets.core.market_io import MarketDataError
 from alloc_assets.core.panel import PricePanel
 from alloc_assets.core.regimes import PROBABILITY_COLUMNS, compute_regimes, regime_statistics
 from alloc_assets.core.scalars import applied_scalars as compute_applied
 from alloc_assets.core.scalars import risk_scalars as compute_risk_scalars
-from alloc_assets.defs.common import SINGLE_RUN, WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, column_schema, raise_on_blocking
+from alloc_assets.defs.common import SINGLE_RUN, history_span, WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, column_schema, raise_on_blocking
 from alloc_assets.schemas import (
     APPLIED_CHECKS,
     CHECK_LAG,
@@ -161,16 +161,6 @@ def _no_op(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, plan: 
     for name in specs:
         yield dg.AssetCheckResult(asset_key=plan.asset, check_name=name, passed=True,
                                   description=f"nothing recomputed: {plan.reason}")
-
-
-def history_span(warehouse: DuckDBWarehouse) -> tuple[dt.date | None, dt.date | None]:
-    """First stored market day and the last one reached from it without a gap."""
-    if not warehouse.table_exists("market_prices"):
-        return None, None
-    days = warehouse.query("SELECT DISTINCT date FROM market_prices ORDER BY date")["date"].to_list()
-    if not days:
-        return None, None
-    return days[0], last_contiguous_session(days[0], days)
 
 
 def _span(warehouse: DuckDBWarehouse, table: str) -> tuple[dt.date | None, dt.date | None]:

@@ -22,8 +22,8 @@ from alloc_assets.core.regimes import PROBABILITY_COLUMNS
 from alloc_assets.core.report import build_report, report_markdown, run_summary
 from alloc_assets.core.scalars import applied_scalars as compute_applied
 from alloc_assets.core.strategies import get_profile, profile_weights
-from alloc_assets.defs.allocator import history_span, load_panel
-from alloc_assets.defs.common import SINGLE_RUN, WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, column_schema, raise_on_blocking
+from alloc_assets.defs.allocator import load_panel
+from alloc_assets.defs.common import SINGLE_RUN, history_span, WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, column_schema, raise_on_blocking
 from alloc_assets.schemas import (
     BACKTEST_CHECKS,
     CHECK_BACKTEST_FINITE,

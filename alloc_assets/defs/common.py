@@ -60,6 +60,19 @@ def raise_on_blocking(context: dg.AssetExecutionContext, outcomes: list[CheckOut
     )
 
 
+def history_span(warehouse) -> tuple[dt.date | None, dt.date | None]:
+    """First stored market day and the last one reached from it without a gap: the span every
+    derived layer, the backtests and the world model cover."""
+    from alloc_assets.core.calendar import last_contiguous_session
+
+    if not warehouse.table_exists("market_prices"):
+        return None, None
+    days = warehouse.query("SELECT DISTINCT date FROM market_prices ORDER BY date")["date"].to_list()
+    if not days:
+        return None, None
+    return days[0], last_contiguous_session(days[0], days)
+
+
 _PY_TO_TYPE = {dt.date: "date", str: "string", float: "float64", int: "int64", bool: "bool", dt.datetime: "timestamp"}
 
 

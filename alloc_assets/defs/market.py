@@ -13,13 +13,14 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from alloc_assets.core.calendar import last_contiguous_session, sessions_between
+from alloc_assets.core.calendar import sessions_between
 from alloc_assets.core.landing import current_copies, is_accepted_copy, move_aside, sha256_file, withdraw
 from alloc_assets.core.market_io import MarketData, MarketDataError
 from alloc_assets.defs.common import (
     WAREHOUSE_POOL,
     WAREHOUSE_RETRY,
     check_result,
+    history_span,
     column_schema,
     raise_on_blocking,
 )
@@ -127,12 +128,13 @@ def build_market_prices(partitions_def: dg.PartitionsDefinition = market_partiti
         src_last = src.prices["date"].max() if src.prices.height else None
         with warehouse.session():  # one DuckDB connection for the whole step
             warehouse.ensure_tables(*MARKET_TABLES)
+            bench_names = _stored_benchmark_names(warehouse, src)
             if copies:
                 try:
                     landed = market_source.load([str(p) for p in sorted(copies.values())])
                 except MarketDataError as exc:
                     raise _fail(exc) from None
-                landed = _split_benchmark_columns(landed, _stored_benchmark_names(warehouse, src))
+                landed = _split_benchmark_columns(landed, bench_names)
                 src = _overlay(src, landed, set(copies))
             universe = (config.symbols or _stored_universe(warehouse, start, end)
                         or sorted(data.prices["symbol"].unique().to_list()) or sorted(src.prices["symbol"].unique().to_list()))
@@ -155,7 +157,7 @@ def build_market_prices(partitions_def: dg.PartitionsDefinition = market_partiti
                 bench_outcomes = market_price_checks(as_prices, start, end, required, None)
                 by_name = {o.name: o for o in bench_outcomes}
                 outcomes = [_merge(o, by_name[o.name]) if o.severity == "ERROR" else o for o in outcomes]
-            outcomes = _benchmark_every_day(outcomes, window, bench, _stored_benchmark_names(warehouse, src))
+            outcomes = _benchmark_every_day(outcomes, window, bench, bench_names)
             if any(o.blocking_failure for o in outcomes) and (config.files or config.consume):
                 _reject_landing(config, landing, outcomes)
             yield from raise_on_blocking(context, outcomes, asset="market_prices")
@@ -175,10 +177,7 @@ def build_market_prices(partitions_def: dg.PartitionsDefinition = market_partiti
             version = warehouse.replace_window(
                 writes, start, end, whole_tables=whole,
                 change=Change("market_prices", changed_from, last_day, context.run_id))
-            first = warehouse.query("SELECT min(date) AS d FROM market_prices")["d"][0]
-            days = warehouse.query("SELECT DISTINCT date FROM market_prices WHERE date >= ? ORDER BY date",
-                                   [start if first is None else first])["date"].to_list()
-        contiguous = last_contiguous_session(first, days) if first is not None else None
+            _, contiguous = history_span(warehouse)
         have = set(stored["date"].unique().to_list())
         gaps = [d for d in sessions_between(start, last_day).date if d not in have] if last_day is not None else []
         removed = _consume(config.consume)
@@ -270,26 +269,34 @@ def _reject_landing(config: MarketPricesConfig, landing: LandingZone, outcomes: 
     reason = "; ".join(describe_first_failure(o) for o in outcomes if o.blocking_failure)
     for f in config.files:
         withdraw(Path(f))
-    for entry in config.consume:
-        path_s, _, sha = entry.rpartition("::")
-        path = Path(path_s)
+    for path in _unchanged_originals(config.consume):
         try:
-            if path.is_file() and not path.is_symlink() and sha256_file(path) == sha:
-                move_aside(path, landing.rejected(), f"rejected by the run: {reason}")
+            move_aside(path, landing.rejected(), f"rejected by the run: {reason}")
         except OSError:
             continue
 
 
-def _consume(entries: list[str]) -> list[str]:
-    """Remove the original landing files the run stored (only if their content is unchanged)."""
-    removed = []
+def _unchanged_originals(entries: list[str]) -> list[Path]:
+    """The original landing files (``<path>::<sha256>``) still there with the content the sensor accepted."""
+    out = []
     for entry in entries:
         path_s, _, sha = entry.rpartition("::")
         path = Path(path_s)
         try:
             if path.is_file() and not path.is_symlink() and sha256_file(path) == sha:
-                path.unlink()
-                removed.append(path_s)
+                out.append(path)
+        except OSError:
+            continue
+    return out
+
+
+def _consume(entries: list[str]) -> list[str]:
+    """Remove the original landing files the run stored (only if their content is unchanged)."""
+    removed = []
+    for path in _unchanged_originals(entries):
+        try:
+            path.unlink()
+            removed.append(str(path))
         except OSError:
             continue
     return removed

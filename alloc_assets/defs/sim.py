@@ -14,7 +14,8 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from alloc_assets.defs.allocator import history_span, load_panel
+from alloc_assets.defs.allocator import load_panel
+from alloc_assets.defs.common import history_span
 from alloc_assets.schemas import REGIME_LABELS
 from resources.settings import alloc_home
 from resources.warehouse import DuckDBWarehouse
