@@ -42,7 +42,8 @@ class AllocatorSettings(dg.ConfigurableResource):
     floor: float = Field(default=0.55, description="Least risk scalar")
     max_step: float = Field(default=0.15, description="Largest daily change of the risk scalar")
     vol_target: float = Field(default=0.0, description="Annualised volatility target for the cap (0 = no cap)")
-    rebalance_frequency: str = Field(default="monthly", description="monthly | weekly | daily")
+    rebalance_frequency: str = Field(default="weekly", description="Overlay cadence: daily | weekly | monthly. The "
+                                     "scalar computed at one overlay date acts from the next, on the drifted book")
     apply_missing_scalar_as: float = Field(default=1.0, description="Scalar applied before the first computed one")
     thrash_limit: int = Field(default=20, description="WARN above this many transitions in 252 days")
     overrides_file: str = Field(default="", description="CSV start,end,scalar,reason of human overrides (optional "

@@ -69,7 +69,8 @@ def test_backtests_cover_the_stored_history(history, precomputed):
     for name in ("baseline_backtest", "scaled_backtest"):
         assert tables[name]["date"].to_list() == days, name
     applied = wh.query("SELECT min(date) AS a, max(date) AS b FROM applied_scalars").row(0)
-    assert str(applied[0]) == "2005-01-31" and str(applied[1]) == "2009-12-31"
+    # the overlay's default cadence is weekly: the last trading day of each ISO week
+    assert str(applied[0]) == "2005-01-07" and str(applied[1]) == "2009-12-31"
 
 
 def test_compute_and_precomputed_are_identical_and_off_is_the_baseline(history, precomputed):
@@ -90,12 +91,22 @@ def test_scaled_weights_use_the_applied_scalar_in_force(history, precomputed):
     home, wh, _ = history
     tables = precomputed
     applied = wh.query("SELECT date, risk_scalar_applied FROM applied_scalars ORDER BY date")
-    ws = tables["weights_scaled"].select("date", "scalar").unique().sort("date")
+    ws = tables["weights_scaled"].select("date", "scalar", "kind").unique().sort("date")
     joined = ws.join_asof(applied.sort("date"), on="date", strategy="backward")
     np.testing.assert_array_equal(joined["scalar"].to_numpy(), joined["risk_scalar_applied"].fill_null(1.0).to_numpy())
     raw = tables["weights_raw"].select("date", "symbol", pl.col("weight").alias("raw"))
-    both = tables["weights_scaled"].join(raw, on=["date", "symbol"])
+    # on the strategy's own trade dates the governed book is scalar x the strategy's target
+    both = tables["weights_scaled"].filter(pl.col("kind") == "strategy").join(raw, on=["date", "symbol"])
+    assert both.height == raw.height
     np.testing.assert_array_equal(both["weight"].to_numpy(), (both["raw"] * both["scalar"]).to_numpy())
+    # between them, the weekly overlay trades when its scalar changes: each such date is an applied
+    # scalar date whose value differs from the previous one, and never a strategy trade date
+    overlay = ws.filter(pl.col("kind") == "overlay")
+    assert overlay.height > 0
+    changes = applied.with_columns(prev=pl.col("risk_scalar_applied").shift(1).fill_null(1.0)).filter(
+        pl.col("risk_scalar_applied") != pl.col("prev"))["date"].to_list()
+    assert set(overlay["date"].to_list()) <= set(changes)
+    assert not set(overlay["date"].to_list()) & set(raw["date"].to_list())
 
 
 def test_report_files_keys_and_figures(history, precomputed):

@@ -251,6 +251,21 @@ def test_hysteresis_enter_exit_and_dwell():
     assert labels.tolist() == [3, 3, 3, 2, 2, 2, 2]
 
 
+
+def test_dwell_never_delays_an_escalation_into_crisis():
+    cfg = HysteresisConfig(enter=0.6, exit=0.4, min_dwell_days=5)
+    elevated = [0.2, 0.7, 0.05, 0.05]  # P(ELEVATED or worse) = 0.8: enters ELEVATED
+    crisis = [0.0, 0.1, 0.2, 0.7]  # P(CRISIS) = 0.7 >= enter
+    stress = [0.1, 0.2, 0.65, 0.05]  # P(STRESS or worse) = 0.7, P(CRISIS) < exit
+    p = np.array([elevated, crisis, crisis, stress, stress])
+    labels, _ = hysteresis_labels(p, cfg)
+    # day 1 enters CRISIS one day after entering ELEVATED; leaving CRISIS still waits for the dwell
+    assert labels.tolist() == [1, 3, 3, 3, 3]
+    # an escalation to STRESS (not CRISIS) still waits for the dwell
+    p = np.array([elevated, stress, stress])
+    assert hysteresis_labels(p, cfg)[0].tolist() == [1, 1, 1]
+
+
 def test_exogenous_score_term_missing_values_contribute_nothing(panel):
     vix = np.full(800, np.nan)
     vix[300:] = np.linspace(12.0, 40.0, 500)

@@ -209,3 +209,96 @@ def run_two_passes(
     scaled_target = scaled_weights(target_weights, scalars, mode)
     scaled = run_backtest(returns, rebalance_idx, scaled_target, None, cost_bps, cash_rate_annual)
     return baseline, scaled
+
+
+def scalar_in_force(dates: np.ndarray, applied_dates: np.ndarray, applied_values: np.ndarray,
+                    missing: float = 1.0) -> np.ndarray:
+    """The overlay scalar in force at the close of each day: the value of the latest overlay date on
+    or before it (``missing`` before the first).
+
+    Parameters
+    ----------
+    dates : (T,) sorted days of the backtest (datetime64[D]).
+    applied_dates, applied_values : (K,) the overlay dates and the scalar applied from each (the one
+        computed at the previous overlay date: ``core.scalars.applied_scalars``).
+    missing : scalar before the first overlay date.
+
+    Returns
+    -------
+    (T,) float array.
+    """
+    d = np.asarray(dates).astype("datetime64[D]")
+    a = np.asarray(applied_dates).astype("datetime64[D]")
+    v = np.asarray(applied_values, dtype=np.float64)
+    if a.size == 0:
+        return np.full(d.size, float(missing))
+    pos = np.searchsorted(a, d, side="right") - 1
+    return np.where(pos >= 0, v[np.maximum(pos, 0)], float(missing))
+
+
+@dataclass(frozen=True)
+class OverlayTrades:
+    """The trades of an overlaid book: at ``idx`` the book trades to ``targets``.
+
+    ``strategy[k]`` is True where the strategy itself trades (a rebalance or a spread day), False
+    for an overlay-only trade (the scalar changed between strategy trades); ``scalar[k]`` is the
+    scalar in force after the trade.
+    """
+
+    idx: np.ndarray
+    targets: np.ndarray
+    scalar: np.ndarray
+    strategy: np.ndarray
+
+
+def overlay_trades(baseline_weights: np.ndarray, rebalance_idx: np.ndarray, scalar_daily: np.ndarray) -> OverlayTrades:
+    """Trades of the book "scalar x the strategy's book", the overlay acting at its own cadence.
+
+    The overlaid book trades (a) at every strategy trade date and (b) on every later day whose
+    scalar in force differs from the previous day's (an overlay date whose scalar changed). At each
+    such close it trades to ``scalar_t * w_base_t``, where ``w_base_t`` are the strategy's end-of-day
+    weights (after its own trade, so the target itself on a strategy trade date, the drifted book
+    otherwise). Between trades both books drift with the same asset returns, so the overlaid
+    book's risky part keeps the strategy's composition. With an overlay calendar whose dates are all
+    strategy trade dates, this is exactly ``scalar x target`` at the strategy's trades.
+
+    Parameters
+    ----------
+    baseline_weights : (T, N) end-of-day weights of the unscaled strategy (``BacktestResult.weights``).
+    rebalance_idx : (R,) the strategy's trade rows.
+    scalar_daily : (T,) scalar in force at each close (:func:`scalar_in_force`).
+
+    Returns
+    -------
+    OverlayTrades (nothing before the strategy's first trade: until then both books hold cash).
+    """
+    w = np.asarray(baseline_weights, dtype=np.float64)
+    s = np.asarray(scalar_daily, dtype=np.float64)
+    idx = np.asarray(rebalance_idx, dtype=np.int64)
+    if s.shape != (w.shape[0],):
+        raise ValueError(f"scalar_daily shape {s.shape} does not match {w.shape[0]} days")
+    if not np.all(np.isfinite(s)) or np.any(s < 0):
+        raise ValueError("scalars must be finite and >= 0")
+    if idx.size == 0:
+        return OverlayTrades(idx, np.zeros((0, w.shape[1])), np.zeros(0), np.zeros(0, dtype=bool))
+    changed = np.flatnonzero(np.diff(s) != 0) + 1
+    overlay = changed[changed > idx[0]]
+    all_idx = np.union1d(idx, overlay)
+    strategy = np.isin(all_idx, idx)
+    targets = w[all_idx] * s[all_idx, None]
+    return OverlayTrades(all_idx, targets, s[all_idx], strategy)
+
+
+def run_overlay(
+    returns: np.ndarray,
+    baseline: BacktestResult,
+    rebalance_idx: np.ndarray,
+    scalar_daily: np.ndarray,
+    cost_bps: float = 0.0,
+    cash_rate_annual: float = 0.0,
+) -> tuple[BacktestResult, OverlayTrades]:
+    """Backtest of the overlaid book (:func:`overlay_trades`) with the same engine, costs and cash
+    rate as the strategy's own backtest ``baseline``."""
+    trades = overlay_trades(baseline.weights, rebalance_idx, scalar_daily)
+    result = run_backtest(returns, trades.idx, trades.targets, None, cost_bps, cash_rate_annual)
+    return result, trades

@@ -32,7 +32,8 @@ method reports the stress-score probabilities (``source = "hmm_prior"``).
 **Label** (both methods, ``HysteresisConfig``). With ``Q_k = P(regime >= k)`` and the current label
 L: ``candidate = max(max{k : Q_k >= enter}, max{k <= L : Q_k >= exit})`` (enter above exit, so a
 regime is entered on strong evidence and left only on weak evidence); the label moves to the
-candidate only after ``min_dwell_days`` days in the current label.
+candidate only after ``min_dwell_days`` days in the current label, except that an escalation into
+CRISIS is never held back by the dwell.
 
 Every method is a recursion with a JSON-serialisable carry: computing the history in one call or day
 by day gives identical numbers, and a row never depends on data after its date.
@@ -339,9 +340,9 @@ def score_probabilities(score: np.ndarray, thresholds: np.ndarray, prob_width: f
     ``P(regime >= k) = expit((s - tau_k) / width)`` with ``width = prob_width * (tau_2 - tau_1)``.
     """
     width = prob_width * (thresholds[:, 1] - thresholds[:, 0])
-    from scipy.special import expit  # imported when used (scipy costs seconds at code-location load)
-
-    q = expit((score[:, None] - thresholds) / width[:, None])  # (T, 3), decreasing in k
+    # the logistic function as 0.5 * (1 + tanh(x / 2)): exact, overflow-free, and no scipy import
+    # (scipy.special costs more than a second in a fresh run process, a daily run's largest import)
+    q = 0.5 * (1.0 + np.tanh(0.5 * (score[:, None] - thresholds) / width[:, None]))  # (T, 3), decreasing in k
     return np.column_stack([1.0 - q[:, 0], q[:, 0] - q[:, 1], q[:, 1] - q[:, 2], q[:, 2]])
 
 
@@ -433,7 +434,8 @@ def hysteresis_labels(
     """Labels (T,) int8 from probabilities (T, 4) with enter/exit thresholds and a minimum dwell.
 
     ``carry`` holds ``label`` and ``dwell`` (days spent in it, including the last one); without it
-    the label starts at NORMAL and may change on the first day.
+    the label starts at NORMAL and may change on the first day. The minimum dwell holds every move
+    except an escalation into CRISIS, which happens on the day its evidence passes ``enter``.
     """
     q = np.cumsum(probs[:, ::-1], axis=1)[:, ::-1]  # Q_k = P(regime >= k), Q_0 = 1
     enter = q >= config.enter
@@ -443,13 +445,15 @@ def hysteresis_labels(
     label = 0 if carry is None else int(carry["label"])
     dwell = config.min_dwell_days if carry is None else int(carry["dwell"])
     out = np.empty(len(probs), dtype=np.int8)
+    crisis = int(Regime.CRISIS)
     for t in range(len(probs)):
         stay = label
         ok = stay_ok[t]
         while stay > 0 and not ok[stay]:
             stay -= 1
         cand = max(up[t], stay)
-        if cand != label and dwell >= config.min_dwell_days:
+        # the dwell never delays an escalation into CRISIS (a daily overlay must act on it at once)
+        if cand != label and (dwell >= config.min_dwell_days or (cand == crisis and cand > label)):
             label, dwell = cand, 1
         else:
             dwell += 1

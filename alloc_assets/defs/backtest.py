@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from alloc_assets.core.backtest import AllocatorMode, BacktestResult, run_backtest
+from alloc_assets.core.backtest import AllocatorMode, BacktestResult, overlay_trades, run_backtest, scalar_in_force
 from alloc_assets.core.figures import write_report_figures
 from alloc_assets.core.metrics import daily_rate
 from alloc_assets.core.regimes import PROBABILITY_COLUMNS
@@ -117,9 +117,7 @@ def _run(warehouse: DuckDBWarehouse, settings: BacktestSettings, table: str) -> 
     trade_dates, symbols, weights, _ = _read_weights(warehouse, table)
     if tuple(symbols) != panel.symbols:
         raise dg.Failure(allow_retries=False, description=f"{table} symbols {symbols} differ from market_prices {panel.symbols}; re-run {table}.")
-    idx = np.searchsorted(panel.dates, trade_dates)
-    if not np.array_equal(panel.dates[np.minimum(idx, len(panel.dates) - 1)], trade_dates):
-        raise dg.Failure(allow_retries=False, description=f"{table} has dates that are not in market_prices; re-run {table}.")
+    idx = _trade_rows(panel.dates, trade_dates, table)
     result = run_backtest(panel.returns(), idx, weights, None, settings.cost_bps, settings.cash_rate)
     return _backtest_frame(panel.dates, result), result
 
@@ -208,43 +206,55 @@ def baseline_backtest(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
             yield check_result(o, "baseline_backtest")
 
 
-def scalars_for_trades(warehouse: DuckDBWarehouse, allocator: AllocatorSettings, mode: AllocatorMode,
-                       trade_dates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The applied scalar in force at each trade date, and the date it was applied from.
+def applied_series(warehouse: DuckDBWarehouse, allocator: AllocatorSettings, mode: AllocatorMode) -> tuple[np.ndarray, np.ndarray]:
+    """The overlay dates and the scalar applied from each.
 
     ``precomputed`` reads the stored ``applied_scalars``; ``compute`` recomputes them here from
     ``risk_scalars`` with the same function and settings (so both give identical results); ``off``
-    gives 1.0 everywhere. A trade date takes the scalar of the latest rebalance on or before it.
+    gives no overlay date (the scalar in force is 1.0 throughout).
     """
     if mode is AllocatorMode.OFF:
-        return np.ones(len(trade_dates)), trade_dates
+        return np.zeros(0, dtype="datetime64[D]"), np.zeros(0)
     if mode is AllocatorMode.PRECOMPUTED:
         applied = warehouse.query("SELECT date, risk_scalar_applied FROM applied_scalars ORDER BY date")
         if applied.height == 0:
             raise dg.Failure(allow_retries=False, description="applied_scalars is empty: run the refresh job (allocator mode precomputed).")
-        a_dates = applied["date"].to_numpy().astype("datetime64[D]")
-        a_vals = applied["risk_scalar_applied"].to_numpy()
-    else:
-        rs = warehouse.query("SELECT date, risk_scalar FROM risk_scalars ORDER BY date")
-        if rs.height == 0:
-            raise dg.Failure(allow_retries=False, description="risk_scalars is empty: run the refresh job (allocator mode compute).")
-        cfg = allocator.apply_config()
-        table = compute_applied(rs["date"].to_numpy().astype("datetime64[D]"), rs["risk_scalar"].to_numpy(),
-                                cfg.frequency, cfg.apply_missing_scalar_as, cfg.overrides)
-        a_dates = table["date"].to_numpy().astype("datetime64[D]")
-        a_vals = table["risk_scalar_applied"].to_numpy(dtype=np.float64)
-    pos = np.searchsorted(a_dates, trade_dates, side="right") - 1
-    values = np.where(pos >= 0, a_vals[np.maximum(pos, 0)], allocator.apply_missing_scalar_as)
-    since = np.where(pos >= 0, a_dates[np.maximum(pos, 0)], trade_dates)
-    return values, since
+        return applied["date"].to_numpy().astype("datetime64[D]"), applied["risk_scalar_applied"].to_numpy()
+    rs = warehouse.query("SELECT date, risk_scalar FROM risk_scalars ORDER BY date")
+    if rs.height == 0:
+        raise dg.Failure(allow_retries=False, description="risk_scalars is empty: run the refresh job (allocator mode compute).")
+    cfg = allocator.apply_config()
+    table = compute_applied(rs["date"].to_numpy().astype("datetime64[D]"), rs["risk_scalar"].to_numpy(),
+                            cfg.frequency, cfg.apply_missing_scalar_as, cfg.overrides)
+    return table["date"].to_numpy().astype("datetime64[D]"), table["risk_scalar_applied"].to_numpy(dtype=np.float64)
+
+
+def strategy_book(warehouse: DuckDBWarehouse, settings: BacktestSettings):
+    """The stored history, the strategy's trades (``weights_raw``) and its unscaled backtest:
+    ``(panel, trade_idx, raw_weights, baseline_result)``."""
+    start, end = _full_window(warehouse)
+    panel = load_panel(warehouse, start, end)
+    trade_dates, symbols, weights, _ = _read_weights(warehouse, "weights_raw")
+    if tuple(symbols) != panel.symbols:
+        raise dg.Failure(allow_retries=False, description=f"weights_raw symbols {symbols} differ from market_prices {panel.symbols}; re-run weights_raw.")
+    idx = _trade_rows(panel.dates, trade_dates, "weights_raw")
+    base = run_backtest(panel.returns(), idx, weights, None, settings.cost_bps, settings.cash_rate)
+    return panel, idx, weights, base
+
+
+def _trade_rows(dates: np.ndarray, trade_dates: np.ndarray, table: str) -> np.ndarray:
+    idx = np.searchsorted(dates, trade_dates)
+    if not np.array_equal(dates[np.minimum(idx, len(dates) - 1)], trade_dates):
+        raise dg.Failure(allow_retries=False, description=f"{table} has dates that are not in market_prices; re-run {table}.")
+    return idx
 
 
 @dg.asset(
-    deps=["weights_raw", "applied_scalars", "risk_scalars"],
+    deps=["weights_raw", "applied_scalars", "risk_scalars", "market_prices"],
     group_name=GROUP_STRATEGY,
     backfill_policy=SINGLE_RUN,
     kinds={"duckdb", "numpy"},
-    code_version="weights-scaled-1",
+    code_version="weights-scaled-2",
     pool=WAREHOUSE_POOL,
     retry_policy=WAREHOUSE_RETRY,
     check_specs=_specs("weights_scaled", {**WEIGHT_CHECKS, CHECK_SCALED_CONSISTENT: BACKTEST_CHECKS[CHECK_SCALED_CONSISTENT]}),
@@ -252,25 +262,43 @@ def scalars_for_trades(warehouse: DuckDBWarehouse, allocator: AllocatorSettings,
 )
 def weights_scaled(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, backtest: BacktestSettings,
                    allocator: AllocatorSettings):
-    """The raw weights times the applied scalar in force at each trade date (allocator on); the
-    unscaled remainder sits in cash. Mode ``precomputed`` reads ``applied_scalars``, ``compute``
+    """The trades of the governed book: the overlay acts at its own cadence (the allocator's
+    ``rebalance_frequency``, default weekly), independent of the strategy's calendar.
+
+    The book trades at every strategy trade date and on every overlay date whose applied scalar
+    differs from the one in force; each time to ``scalar x`` the strategy's book at that close (its
+    new target on a strategy trade date, its drifted weights otherwise), the rest in cash
+    (``core.backtest.overlay_trades``). The scalar applied at an overlay date is the one computed at
+    the previous overlay date (``applied_scalars``: one overlay rebalance of lag). Column ``kind``:
+    ``strategy`` or ``overlay``. Mode ``precomputed`` reads ``applied_scalars``, ``compute``
     recomputes them from ``risk_scalars`` (identical), ``off`` leaves the weights unscaled."""
     with warehouse.session():
         mode = AllocatorMode(backtest.allocator_mode)
-        dates, symbols, raw, rows = _read_weights(warehouse, "weights_raw")
-        scalars, since = scalars_for_trades(warehouse, allocator, mode, dates)
-        scaled = raw * scalars[:, None]
-        frame = _weights_frame(dates, np.arange(len(dates)), symbols, scaled,
-                               {"scalar": scalars, "scalar_since": since}).with_columns(pl.col("scalar_since").cast(pl.Date))
+        panel, idx, _, base = strategy_book(warehouse, backtest)
+        a_dates, a_vals = applied_series(warehouse, allocator, mode)
+        daily = scalar_in_force(panel.dates, a_dates, a_vals, allocator.apply_missing_scalar_as if mode is not AllocatorMode.OFF else 1.0)
+        trades = overlay_trades(base.weights, idx, daily)
+        pos = np.searchsorted(a_dates, panel.dates[trades.idx], side="right") - 1
+        since = (np.where(pos >= 0, a_dates[np.maximum(pos, 0)], panel.dates[trades.idx]) if a_dates.size
+                 else panel.dates[trades.idx])
+        frame = _weights_frame(panel.dates, trades.idx, panel.symbols, trades.targets,
+                               {"scalar": trades.scalar, "scalar_since": since,
+                                "kind": np.where(trades.strategy, "strategy", "overlay")}).with_columns(pl.col("scalar_since").cast(pl.Date))
         outcomes = [_weights_outcome(frame)]
-        bad = pl.Series(np.abs(frame["weight"].to_numpy() - np.repeat(scalars, len(symbols)) * raw.reshape(-1)) > 0)
-        outcomes.append(mask_outcome(CHECK_SCALED_CONSISTENT, BACKTEST_CHECKS, frame, bad, "weight != scalar x raw weight"))
+        expected = (base.weights[trades.idx] * trades.scalar[:, None]).reshape(-1)
+        bad = pl.Series(np.abs(frame["weight"].to_numpy() - expected) > 0)
+        outcomes.append(mask_outcome(CHECK_SCALED_CONSISTENT, BACKTEST_CHECKS, frame, bad,
+                                     "weight != scalar x the strategy's weight at that close"))
         yield from raise_on_blocking(context, outcomes, asset="weights_scaled")
         warehouse.replace_table("weights_scaled", frame)
+        n_overlay = int((~trades.strategy).sum())
         yield dg.MaterializeResult(metadata={
             "dagster/row_count": frame.height, "mode": mode.value,
-            "scaled_trade_dates": int((scalars < 1 - 1e-12).sum()), "trade_dates": int(len(dates)),
-            "scalar_mean": float(scalars.mean()), "scalar_min": float(scalars.min()),
+            "overlay_cadence": allocator.rebalance_frequency,
+            "trade_dates": int(len(trades.idx)), "overlay_only_trades": n_overlay,
+            "scaled_trade_dates": int((trades.scalar < 1 - 1e-12).sum()),
+            "scalar_mean": float(daily[idx[0]:].mean()) if idx.size else 1.0,
+            "scalar_min": float(trades.scalar.min()) if idx.size else 1.0,
         })
         for o in outcomes:
             yield check_result(o, "weights_scaled")
