@@ -63,7 +63,7 @@ def main() -> int:
     import dagster as dg
     import polars as pl
 
-    from alloc_assets.core.report import comparison_table
+    from alloc_assets.core.report import comparison_table, episodes_table, headline_line, today_line
     from alloc_assets.definitions import defs
     from alloc_assets.defs.backtest import BacktestSettings
     from alloc_assets.defs.sim import SCENARIOS, SimulationSettings, scenario_models, stress_tests
@@ -116,6 +116,18 @@ def main() -> int:
     report = json.loads((out_dir / "two_pass_comparison.json").read_text())
     print()
     print(comparison_table(report))
+    print(f"\n{headline_line(report)}")
+    print(today_line(report))
+    print("\ndrawdown episodes of the baseline deeper than 15 % (depth of each book; first cut vs the trough):")
+    print(episodes_table(report))
+    sig = report.get("significance") or {}
+    if sig:
+        first = next(iter(sig.values()))
+        print(f"\nbootstrap ({first['method']}), {100 * first['level']:.0f} % intervals:")
+        for k, v in sig.items():
+            lo, hi = v["ci_low"], v["ci_high"]
+            print(f"  {k:<34} {v['estimate']:+.4f}  [{lo:+.4f}, {hi:+.4f}]" if None not in (v["estimate"], lo, hi)
+                  else f"  {k:<34} n/a")
     print(f"\nverdict: {report['verdict']['status']}")
     for reason in report["verdict"]["reasons"]:
         print(f"  - {reason}")

@@ -23,10 +23,13 @@ def _metrics(**over):
     return base
 
 
-def _evidence(scaled=None, scalars=None, conditions=None, per_year=5.0, mode="compute"):
+def _evidence(scaled=None, scalars=None, conditions=None, per_year=5.0, mode="compute", controls=None):
     s = np.array([1.0] * 8 + [0.7, 0.55]) if scalars is None else np.asarray(scalars, dtype=float)
     c = np.array(["calm"] * 8 + ["crisis", "crisis"]) if conditions is None else np.asarray(conditions, dtype=object)
-    return vd.VerdictEvidence(_metrics(), _metrics(**(scaled or {})), s, c, per_year, mode)
+    return vd.VerdictEvidence(_metrics(), _metrics(**(scaled or {})), s, c, per_year, mode, controls or {})
+
+
+MATCHED_WORSE = {"exposure_matched": _metrics(max_drawdown=-0.39, calmar=0.24)}
 
 
 # ------------------------------------------------------------------ rules one by one
@@ -96,8 +99,17 @@ def test_return_enhancer_rule():
 
 
 def test_verdict_status_precedence():
-    good = vd.verdict(_evidence({"max_drawdown": -0.37, "worst_month": -0.1, "worst_quarter": -0.15, "sharpe": 0.72}))
-    assert good["status"] == "good" and all(r.startswith("good: ") for r in good["reasons"])
+    better = {"max_drawdown": -0.37, "worst_month": -0.1, "worst_quarter": -0.15, "sharpe": 0.72, "calmar": 0.27}
+    good = vd.verdict(_evidence(better, controls=MATCHED_WORSE))
+    assert good["status"] == "good" and all(r.startswith(("good: ", "info: ")) for r in good["reasons"])
+    assert good["reasons"][-1] == "info: vs exposure_matched: beats it (MaxDD -37.0 % vs -39.0 %, Calmar 0.270 vs 0.240)"
+    # the same numbers without the control, or losing to it, cannot be good
+    assert vd.verdict(_evidence(better))["status"] == "warning"
+    matched_better = {"exposure_matched": _metrics(max_drawdown=-0.36, calmar=0.30)}
+    lost = vd.verdict(_evidence(better, controls=matched_better))
+    assert lost["status"] == "warning"
+    assert ("warning: no better than holding less risk all the time (exposure_matched): MaxDD -37.0 % vs -36.0 %, "
+            "Calmar 0.270 vs 0.300") in lost["reasons"]
     warn = vd.verdict(_evidence({"max_drawdown": -0.37, "sharpe": 0.4}))
     assert warn["status"] == "warning" and warn["reasons"][0].startswith("warning: Sharpe down")
     fail = vd.verdict(_evidence({"max_drawdown": -0.45, "sharpe": 0.4}, per_year=60))
@@ -106,6 +118,20 @@ def test_verdict_status_precedence():
     assert levels == sorted(levels, key=["failure", "warning", "good"].index)
     off = vd.verdict(_evidence(mode="off"))
     assert off["status"] == "warning" and "allocator off" in off["reasons"][0]
+
+
+def test_a_late_governor_that_does_not_reduce_maxdd_is_never_good():
+    """A governor that de-risks only after the trough: the same MaxDD as the baseline, every other
+    sign good (Sharpe up, tails better, few transitions, beats every control on Calmar)."""
+    late = {"max_drawdown": -0.40, "worst_month": -0.1, "worst_quarter": -0.15, "sharpe": 0.75, "calmar": 0.3}
+    controls = {"exposure_matched": _metrics(max_drawdown=-0.42, calmar=0.2), "vol_cap": _metrics(max_drawdown=-0.35, calmar=0.31)}
+    v = vd.verdict(_evidence(late, controls=controls))
+    assert v["status"] == "warning"
+    assert v["reasons"][0] == ("warning: allocator not protecting: MaxDD -40.0 % is the baseline's -40.0 % "
+                               "(good needs a reduction of at least 2.0 points)")
+    assert "info: vs vol_cap: does not beat it (MaxDD -40.0 % vs -35.0 %, Calmar 0.300 vs 0.310)" in v["reasons"]
+    worse = vd.verdict(_evidence({**late, "max_drawdown": -0.41}, controls=controls))
+    assert worse["status"] == "failure"
 
 
 def test_market_conditions_flags_a_crash():

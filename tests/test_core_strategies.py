@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from alloc_assets.core import strategies as st
+from alloc_assets.core.backtest import run_backtest
 from alloc_assets.core.calendar import RebalanceFrequency, rebalance_indices
 from alloc_assets.core.panel import load_bundled_panel
 
@@ -89,15 +90,130 @@ def test_risk_parity_on_every_bundled_rebalance(bundled):
     np.testing.assert_allclose(st.risk_contributions(w, cov), 1 / 20, atol=1e-8, rtol=0)
 
 
-def test_trailing_covariance_is_causal_and_matches_numpy(bundled):
+def test_trailing_covariance_is_causal_ledoit_wolf(bundled):
+    """Independent reference: scikit-learn's LedoitWolf (centred, MLE empirical covariance) fitted on
+    the same window of rows ``e - window + 1 .. e``."""
+    sk = pytest.importorskip("sklearn.covariance")
     returns, idx, _ = bundled
-    k = 50
-    cov, n_obs = st.trailing_covariances(returns, idx[k : k + 1], 63)
-    window = returns[idx[k] - 62 : idx[k] + 1]
-    np.testing.assert_allclose(cov[0], np.cov(window, rowvar=False, ddof=1), rtol=1e-12)
-    # the first window skips the NaN row 0 and is shorter
+    for k, window in ((50, 63), (200, 126), (394, 126)):
+        cov, n_obs = st.trailing_covariances(returns, idx[k : k + 1], window)
+        x = returns[idx[k] - window + 1 : idx[k] + 1]
+        ref = sk.LedoitWolf().fit(x).covariance_
+        assert n_obs[0] == window
+        np.testing.assert_allclose(cov[0], ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+        assert 0 < sk.LedoitWolf().fit(x).shrinkage_ < 1
+    # the first window skips the NaN row 0 and is shorter; a stale name (RRC: zero returns in early
+    # 1990) is left out of the estimate, with zero covariances
     cov0, n0 = st.trailing_covariances(returns, idx[:1], 63)
     assert n0[0] == idx[0] and np.all(np.isfinite(cov0))
+    x0 = returns[1 : idx[0] + 1]
+    live = x0.std(axis=0) > 0
+    assert live.sum() == 19
+    ref0 = sk.LedoitWolf().fit(x0[:, live]).covariance_
+    np.testing.assert_allclose(cov0[0][np.ix_(live, live)], ref0, rtol=1e-12, atol=1e-12 * np.abs(ref0).max())
+    assert np.all(cov0[0][~live] == 0) and np.all(cov0[0][:, ~live] == 0)
+
+
+def test_trailing_covariance_is_deterministic_and_independent_of_the_batch(bundled):
+    returns, idx, _ = bundled
+    cov, _ = st.trailing_covariances(returns, idx, 126)
+    np.testing.assert_array_equal(cov, st.trailing_covariances(returns, idx, 126)[0])
+    for k in (0, 5, 200, idx.size - 1):  # short early windows and full ones, alone or in a batch
+        np.testing.assert_array_equal(cov[k], st.trailing_covariances(returns, idx[k : k + 1], 126)[0][0])
+
+
+def test_trailing_covariance_of_a_zero_variance_name_is_zero_and_the_rest_is_ledoit_wolf():
+    sk = pytest.importorskip("sklearn.covariance")
+    returns = _factor_returns(40, 6, 11)
+    returns[:, 2] = 0.0  # a stale price: the return is 0 every day
+    returns[0, 2] = np.nan
+    returns[:, 4] = 0.001  # a constant return is a zero variance too
+    returns[0, 4] = np.nan
+    cov, _ = st.trailing_covariances(returns, np.array([40]), 30)
+    live = np.array([0, 1, 3, 5])
+    lw = sk.LedoitWolf().fit(returns[11:41][:, live])
+    assert 0 < lw.shrinkage_ < 1
+    ref = lw.covariance_
+    np.testing.assert_allclose(cov[0][np.ix_(live, live)], ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+    assert np.all(cov[0][[2, 4]] == 0) and np.all(cov[0][:, [2, 4]] == 0)
+
+
+def _factor_returns(n_days, n_names, seed):
+    """One market factor plus idiosyncratic noise of unequal sizes, after a NaN row 0."""
+    rng = np.random.default_rng(seed)
+    beta = rng.uniform(0.5, 1.5, n_names)
+    idio = rng.uniform(0.005, 0.03, n_names)
+    x = rng.normal(0, 0.01, (n_days, 1)) * beta + rng.normal(0, 1, (n_days, n_names)) * idio
+    return np.vstack([np.full(n_names, np.nan), x])
+
+
+def _singular_window():
+    return _factor_returns(20, 30, 0)  # 30 names, 20 days
+
+
+def test_risk_parity_on_more_names_than_days_is_finite_with_equal_risk():
+    """N = 30 names, a 20-day window: the sample covariance has rank 19. The Ledoit-Wolf covariance
+    is positive definite and the ERC weights equalise risk under it (independent formula with
+    scikit-learn's covariance)."""
+    sk = pytest.importorskip("sklearn.covariance")
+    returns = _singular_window()
+    window = returns[1:]
+    assert np.linalg.matrix_rank(np.cov(window, rowvar=False)) < 30
+    lw = sk.LedoitWolf().fit(window)
+    assert 0 < lw.shrinkage_ < 1
+    sigma = lw.covariance_
+    cov, n_obs = st.trailing_covariances(returns, np.array([20]), 20)
+    assert n_obs[0] == 20
+    w = st.risk_parity_weights(cov[0])
+    assert np.all(np.isfinite(w)) and np.all(w > 0)
+    assert w.sum() == pytest.approx(1.0, abs=1e-14)
+    sw = sigma @ w
+    rc = w * sw / (w @ sw)
+    np.testing.assert_allclose(rc, 1 / 30, rtol=0, atol=1e-10)
+    # the same through the profile (a 20-day lookback, ready after 20 rows)
+    profile = st.StrategyProfile(lookback=20, min_history=20, limits=st.RiskLimits(None, None, None),
+                                 transition=st.Transition(min_change=0.0))
+    wp = st.weights_raw(returns, np.array([20]), profile).target[0]
+    sw = sigma @ wp
+    np.testing.assert_allclose(wp * sw / (wp @ sw), 1 / 30, rtol=0, atol=1e-10)
+    assert wp.sum() == pytest.approx(1.0, abs=1e-14)
+
+
+def test_zero_variance_name_gets_zero_weight_and_does_not_raise():
+    sk = pytest.importorskip("sklearn.covariance")
+    returns = _singular_window()
+    returns[1:, 7] = 0.0  # constant price over the whole window
+    cov, _ = st.trailing_covariances(returns, np.array([20]), 20)
+    w = st.risk_parity_weights(cov[0])  # the solver itself excludes a zero-variance name
+    assert w[7] == 0.0 and np.all(np.isfinite(w)) and w.sum() == pytest.approx(1.0, abs=1e-14)
+    live = np.arange(30) != 7
+    sigma = sk.LedoitWolf().fit(returns[1:, live]).covariance_
+    sw = sigma @ w[live]
+    np.testing.assert_allclose(w[live] * sw / (w[live] @ sw), 1 / 29, rtol=0, atol=1e-10)
+    for kind in (st.StrategyKind.RISK_PARITY, st.StrategyKind.HYBRID, st.StrategyKind.INVERSE_VOL, st.StrategyKind.VOL_TARGET):
+        profile = st.StrategyProfile(name=kind.value, kind=kind, lookback=20, min_history=20, vol_window=20)
+        out = st.weights_raw(returns, np.array([20]), profile).target[0]
+        assert np.all(np.isfinite(out)) and np.all(out >= 0)
+        if kind is not st.StrategyKind.HYBRID:  # hybrid's momentum half is not covariance based
+            assert out[7] == 0.0
+    # a universe of zero-variance names only: every risk contribution is 0, so equal weight is ERC
+    np.testing.assert_allclose(st.risk_parity_weights(np.zeros((3, 3))), 1 / 3, rtol=1e-15)
+
+
+def test_degenerate_window_with_no_shrinkage_falls_back_to_inverse_vol():
+    """Every name's centred return has the same size every day (+-c_i): Ledoit-Wolf's intensity is 0
+    (scikit-learn agrees), the covariance is the rank-1 sample one and no ERC exists (a long-only mix
+    has zero variance). The profile falls back to the ERC of the diagonal: inverse volatility."""
+    sk = pytest.importorskip("sklearn.covariance")
+    sign = np.tile([1.0, -1.0], 10)
+    amp = np.array([0.01, 0.02, 0.015, 0.03])
+    returns = np.vstack([np.full(4, np.nan), np.outer(sign, amp) * np.array([1, -1, 1, -1])])
+    assert sk.LedoitWolf().fit(returns[1:]).shrinkage_ < 1e-12  # 0 up to rounding
+    cov, _ = st.trailing_covariances(returns, np.array([20]), 20)
+    assert np.linalg.matrix_rank(cov[0]) == 1
+    profile = st.StrategyProfile(lookback=20, min_history=20, limits=st.RiskLimits(None, None, None))
+    w = st.raw_weights(returns, np.array([20]), profile)[0]
+    np.testing.assert_allclose(w, (1 / amp) / (1 / amp).sum(), rtol=1e-12)
 
 
 # ---------------------------------------------------------------- limits
@@ -179,6 +295,121 @@ def test_min_change_threshold_is_relative_and_entries_exits_trade():
     # held names that add up above 1 take the excess from the names that trade
     over = st.smooth_transition(np.array([0.5, 0.5, 0.0]), np.array([0.48, 0.48, 0.04]), tr, np.arange(3), st.RiskLimits(None, None, None))
     np.testing.assert_allclose(over, [0.5, 0.5, 0.0])
+
+
+def test_min_change_band_is_on_the_drifted_weights():
+    # name 0 drifted from its old target 0.30 to 0.33; the new target 0.34 is within 5 % of 0.33 (not
+    # of 0.30): it holds 0.33. Name 2 drifted from 0.40 to 0.39; its new target is its old one, 0.40,
+    # within 5 % of 0.39: it holds 0.39 (the old rule set 0.40, trading against the drift). Name 1
+    # moves from 0.28 to 0.20 (-29 %): it trades.
+    none = st.RiskLimits(None, None, None)
+    tr = st.Transition(min_change=0.05)
+    prev = np.array([0.30, 0.30, 0.40])
+    out = st.smooth_transition(prev, np.array([0.34, 0.20, 0.40]), tr, np.arange(3), none, drifted=np.array([0.33, 0.28, 0.39]))
+    np.testing.assert_array_equal(out, [0.33, 0.20, 0.39])
+    # held names above full investment: the excess is taken from the traders pro rata (rule unchanged)
+    out = st.smooth_transition(prev, np.array([0.34, 0.30, 0.36]), tr, np.arange(3), none, drifted=np.array([0.35, 0.25, 0.40]))
+    np.testing.assert_allclose(out, [0.35, 0.30 * 65 / 66, 0.36 * 65 / 66], rtol=1e-15)
+    # a drifted weight above a limit is cut to it, to cash (limits win over the band)
+    out = st.smooth_transition(prev, np.array([0.36, 0.29, 0.35]), tr, np.arange(3), st.RiskLimits(0.36, None, None),
+                               drifted=np.array([0.37, 0.28, 0.35]))
+    np.testing.assert_array_equal(out, [0.36, 0.28, 0.35])
+    # without drift information the book is the previous target (a single step, as for the sleeves)
+    out = st.smooth_transition(prev, np.array([0.31, 0.20, 0.39]), tr, np.arange(3), none)
+    np.testing.assert_array_equal(out, [0.30, 0.20, 0.40])
+
+
+# five names, equal weight capped at 0.19 (0.05 in cash); rebalances at rows 3 and 10
+_CAP = st.RiskLimits(max_weight=0.19, max_sector_weight=None, max_total_risk=None)
+_HELD = np.array([True, True, False, False, True])
+
+
+def _drift_returns():
+    returns = np.zeros((16, 5))
+    returns[0] = np.nan
+    returns[1:4] = [0.01, -0.02, 0.0, 0.03, 0.0]  # before the first trade: never earned
+    returns[6] = [-0.02, -0.01, -0.08, 0.12, -0.005]
+    returns[8] = [0.001, 0.002, -0.001, 0.0, 0.001]
+    returns[12] = [0.004, -0.03, 0.01, 0.0, 0.002]
+    return returns, np.array([3, 10])
+
+
+def _engine_drifted(returns, trade_idx, targets, day, cash_rate=0.0):
+    """The engine's drifted weights just before the trade at ``day``: the same engine run up to that
+    close with the earlier trades only."""
+    before = trade_idx < day
+    res = run_backtest(returns[: day + 1], trade_idx[before], targets[before], cash_rate_annual=cash_rate)
+    return res.weights[day]
+
+
+@pytest.mark.parametrize("cash_rate", [0.0, 0.05])
+def test_held_names_keep_their_drifted_weight_and_do_not_trade(cash_rate):
+    returns, idx = _drift_returns()
+    profile = st.StrategyProfile(name="ew", kind="equal_weight", limits=_CAP)
+    out = st.weights_raw(returns, idx, profile, cash_rate_annual=cash_rate)
+    np.testing.assert_allclose(out.target[0], 0.19)
+    # closed form: w_i G_i / (sum_j w_j G_j + cash G_cash), G the growth over rows 4..10
+    growth = np.prod(1.0 + returns[4:11], axis=0)
+    cash_growth = (1.0 + cash_rate) ** (7 / 252)
+    drifted = 0.19 * growth / (0.19 * growth.sum() + 0.05 * cash_growth)
+    held = np.abs(0.19 - drifted) < 0.05 * drifted
+    np.testing.assert_array_equal(held, _HELD)  # names 2 and 3 drifted by more than 5 %: they trade
+    assert np.all(np.abs(0.19 - drifted[held]) > 1e-3)  # the old rule (band on 0.19) traded them back
+    np.testing.assert_allclose(out.target[1][held], drifted[held], rtol=1e-14)
+    np.testing.assert_allclose(out.target[1][~held], 0.19, rtol=1e-15)  # traders reach the target
+    # on the engine the held names do not trade at all
+    engine = _engine_drifted(returns, idx, out.target, idx[1], cash_rate)
+    np.testing.assert_allclose(engine, drifted, rtol=1e-13)
+    assert np.all(out.target[1][held] == engine[held])
+    bt = run_backtest(returns, idx, out.target, cash_rate_annual=cash_rate)
+    assert bt.turnover[idx[1]] == pytest.approx(np.abs(out.target[1] - engine)[~held].sum(), rel=1e-12)
+    assert bt.turnover[idx[1]] > 0.03
+
+
+def test_held_names_do_not_trade_on_any_day_of_a_spread():
+    returns, idx = _drift_returns()
+    profile = st.StrategyProfile(name="ew", kind="equal_weight", limits=_CAP, transition=st.Transition(spread_days=3))
+    out = st.weights_raw(returns, idx, profile)
+    np.testing.assert_array_equal(out.trade_idx, [3, 4, 5, 10, 11, 12])
+    np.testing.assert_array_equal(out.trade_source, [0, 0, 0, 1, 1, 1])
+    np.testing.assert_allclose(out.trade_target[:3, 0], [0.19 / 3, 0.38 / 3, 0.19])  # from cash: entries trade
+    for j in (3, 4, 5):
+        day, target = out.trade_idx[j], out.trade_target[j]
+        engine = _engine_drifted(returns, out.trade_idx, out.trade_target, day)
+        assert np.all(target[_HELD] == engine[_HELD]), day
+        if j == 3:  # the traders' path starts where the path stood (0.19), not at their drifted weight
+            assert np.all(target[~_HELD] != engine[~_HELD])
+            np.testing.assert_array_equal(target[~_HELD], 0.19)
+    # without the band the daily path is the plain linear spread of the final targets
+    plain = st.StrategyProfile(name="ew", kind="equal_weight", limits=_CAP, transition=st.Transition(spread_days=3, min_change=0.0))
+    out = st.weights_raw(returns, idx, plain)
+    days, path, src = st.spread_path(idx, out.target, 3, returns.shape[0])
+    np.testing.assert_array_equal(out.trade_idx, days)
+    np.testing.assert_array_equal(out.trade_target, path)
+    np.testing.assert_array_equal(out.trade_source, src)
+
+
+def test_band_on_drifted_weights_on_the_bundled_data(panel):
+    """Default profile on the bundled data: almost no turnover is left on names whose new target is
+    within the 5 % band of their drifted weight (the band on the old targets left 12.7 % there), and
+    the names the band holds sit exactly at their drifted weight."""
+    out = st.profile_weights(panel)
+    returns = panel.returns()
+    bt = run_backtest(returns, out.trade_idx, out.trade_target)
+    total = in_band = 0.0
+    pairs = at_drifted = 0
+    for k in range(1, out.trade_idx.size):
+        day = out.trade_idx[k]
+        before = bt.weights[day - 1]  # the engine's book after the close of day - 1, earning day's return
+        drifted = before * (1 + returns[day]) / (1 + before @ returns[day])
+        traded = np.abs(out.trade_target[k] - drifted)
+        band = (drifted > 0) & (out.trade_target[k] > 0) & (traded < 0.05 * drifted)
+        total += traded.sum()
+        in_band += traded[band].sum()
+        pairs += band.sum()
+        at_drifted += (traded[band] <= 1e-15).sum()
+    assert in_band / total < 0.01
+    assert at_drifted > 0.9 * pairs and pairs > 3000
 
 
 def test_spread_path_linear_and_interrupted():

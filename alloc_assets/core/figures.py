@@ -83,20 +83,70 @@ def drawdown_from_equity(equity: np.ndarray) -> np.ndarray:
     return e / np.maximum(np.maximum.accumulate(e), 1.0) - 1.0
 
 
-def equity_figure(dates, baseline_equity, scaled_equity, regime_labels: Sequence[str] | None = None, title: str | None = None) -> bytes:
-    """Equity of both passes (log scale) over regime shading."""
+OTHER_COLOURS = ("#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#7f7f7f")
+
+
+def equity_figure(dates, baseline_equity, scaled_equity, regime_labels: Sequence[str] | None = None, title: str | None = None,
+                  others: Mapping[str, np.ndarray] | None = None) -> bytes:
+    """Equity of both passes (log scale) over regime shading, with any other books (controls, the
+    benchmark) as thinner lines."""
     d = _dates(dates)
     fig = _figure()
     ax = fig.add_subplot()
     handles = shade_regimes(ax, d, regime_labels) if regime_labels is not None else []
+    extra = []
+    for k, (name, eq) in enumerate((others or {}).items()):
+        (lo,) = ax.plot(d, eq, color=OTHER_COLOURS[k % len(OTHER_COLOURS)], lw=0.8, alpha=0.85, label=name)
+        extra.append(lo)
     (lb,) = ax.plot(d, baseline_equity, color=BASELINE_COLOUR, lw=1.1, label="baseline")
     (ls,) = ax.plot(d, scaled_equity, color=SCALED_COLOUR, lw=1.1, label="scaled")
     ax.set_yscale("log")
     ax.set_ylabel("wealth (start = 1, log scale)")
     ax.set_xlim(d[0], d[-1])
     ax.grid(True, which="major", alpha=0.3)
-    ax.set_title(title or "Equity: baseline vs scaled")
-    ax.legend(handles=[lb, ls, *handles], loc="upper left", ncols=2, fontsize=9, framealpha=0.9)
+    ax.set_title(title or "Equity: baseline vs scaled" + (" vs controls" if others else ""))
+    ax.legend(handles=[lb, ls, *extra, *handles], loc="upper left", ncols=3, fontsize=8, framealpha=0.9)
+    return _png(fig)
+
+
+def exposure_figure(dates, exposure: Mapping[str, np.ndarray], title: str | None = None) -> bytes:
+    """Gross exposure (sum of asset weights) of each book; below 1 the rest is cash."""
+    d = _dates(dates)
+    fig = _figure(figsize=(FIGSIZE[0], 3.2))
+    ax = fig.add_subplot()
+    colours = {"baseline": BASELINE_COLOUR, "scaled": SCALED_COLOUR}
+    for k, (name, g) in enumerate(exposure.items()):
+        ax.plot(d, g, color=colours.get(name, OTHER_COLOURS[k % len(OTHER_COLOURS)]), lw=0.9, label=name)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlim(d[0], d[-1])
+    ax.set_ylabel("gross exposure")
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title or "Gross exposure (the rest is cash)")
+    ax.legend(loc="lower left", fontsize=9, framealpha=0.9)
+    return _png(fig)
+
+
+def episodes_figure(episodes: Sequence[Mapping]) -> bytes:
+    """Depth of each book in every baseline drawdown deeper than 15 % (grouped bars, percent)."""
+    fig = _figure(figsize=(FIGSIZE[0], 3.6))
+    ax = fig.add_subplot()
+    if not episodes:
+        ax.text(0.5, 0.5, "no baseline drawdown deeper than 15 %", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return _png(fig)
+    books = list(episodes[0]["depth"])
+    width = 0.8 / len(books)
+    x = np.arange(len(episodes))
+    colours = {"baseline": BASELINE_COLOUR, "scaled": SCALED_COLOUR}
+    for j, b in enumerate(books):
+        vals = [100 * (e["depth"].get(b) or 0.0) for e in episodes]
+        ax.bar(x + (j - (len(books) - 1) / 2) * width, vals, width, label=b,
+               color=colours.get(b, OTHER_COLOURS[j % len(OTHER_COLOURS)]))
+    ax.set_xticks(x, [f"{e['peak'][:7]}\n{e['trough'][:7]}" for e in episodes], fontsize=8)
+    ax.set_ylabel("depth (%)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_title("Baseline drawdowns deeper than 15 % (peak / trough): depth of each book")
+    ax.legend(loc="lower left", ncols=len(books), fontsize=8, framealpha=0.9)
     return _png(fig)
 
 
@@ -181,15 +231,25 @@ def write_report_figures(
     regime_labels: Sequence[str],
     probabilities=None,
     floor: float | None = None,
+    others: Mapping[str, np.ndarray] | None = None,
+    exposure: Mapping[str, np.ndarray] | None = None,
+    episodes: Sequence[Mapping] | None = None,
 ) -> dict[str, Path]:
-    """Write ``equity.png``, ``drawdown.png``, ``scalar.png`` and (with probabilities)
-    ``regime_probabilities.png`` into ``out_dir``; returns ``{name: path}``."""
+    """Write ``equity.png`` (with ``others``: controls, benchmark), ``drawdown.png``, ``scalar.png``
+    and, when given, ``regime_probabilities.png``, ``exposure.png`` and ``episodes.png`` into
+    ``out_dir``; returns ``{name: path}``."""
     out = Path(out_dir)
     paths: Mapping[str, bytes] = {
-        "equity": equity_figure(dates, baseline_equity, scaled_equity, regime_labels),
+        "equity": equity_figure(dates, baseline_equity, scaled_equity, regime_labels, others=others),
         "drawdown": drawdown_figure(dates, baseline_equity, scaled_equity, regime_labels),
         "scalar": scalar_figure(scalar_dates, scalars, dates, regime_labels, floor),
     }
     if probabilities is not None:
         paths = {**paths, "regime_probabilities": regime_probability_figure(dates, probabilities)}
+    if exposure is not None:
+        paths = {**paths, "exposure": exposure_figure(dates, exposure)}
+    if episodes is not None:
+        paths = {**paths, "episodes": episodes_figure(episodes)}
     return {name: write_png(data, out / f"{name}.png") for name, data in paths.items()}
+
+

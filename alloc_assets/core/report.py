@@ -11,7 +11,19 @@ Report keys (the contract; :data:`REPORT_KEYS`)::
     regime_distribution {REGIME: {days, fraction}}
     regime_transitions {count, per_year, matrix}
     top_derisk_events [{date, scalar, regime}]
-    verdict {status, reasons}
+    verdict {status, reasons}                  reasons prefixed failure: / warning: / good: / info:
+    benchmark {name, metrics}                  buy and hold of the benchmark index
+    controls {exposure_matched, vol_cap, jump_model}: {metrics, settings}
+    episodes [{peak, trough, recovery, depth {book: depth}, first_derisk_date,
+               first_derisk_days_from_peak, first_derisk_days_from_trough,
+               derisk_share_before_trough, length_days}]
+    significance {"<metric>:<a>-<b>": {estimate, ci_low, ci_high, method, level, ...}}
+    subperiods [{start, end, days, metrics {book: {...}}, delta_vs_baseline}]
+    exposure {baseline, scaled: {mean, min, max, cash_over_1pct_share}, yearly}
+    today {date, regime, probabilities, scalar_in_force, next_scalar, early_warning}
+    headline {maxdd_gain_pts, cagr_cost_pts, sharpe_change}
+
+The audit sections are built by :mod:`alloc_assets.core.audit` (definitions there).
 
 Conventions: dates are ISO strings; numbers are plain Python ``int``/``float``; an undefined value
 (``nan``) is ``null``. ``delta`` is ``scaled - baseline``. A rebalance counts as scaled when its
@@ -28,11 +40,23 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from alloc_assets.core.audit import (
+    BOOTSTRAP_DRAWS,
+    BOOTSTRAP_SEED,
+    benchmark_block,
+    episodes_block,
+    exposure_block,
+    headline_block,
+    significance_block,
+    subperiods_block,
+    today_block,
+)
 from alloc_assets.core.backtest import BacktestResult
 from alloc_assets.core.metrics import METRIC_KEYS, PERIODS_PER_YEAR, Metric, compute_metrics, metric_delta
 from alloc_assets.core.verdict import VerdictEvidence, VerdictThresholds, market_conditions, verdict
@@ -48,6 +72,14 @@ REPORT_KEYS: tuple[str, ...] = (
     "regime_transitions",
     "top_derisk_events",
     "verdict",
+    "benchmark",
+    "controls",
+    "episodes",
+    "significance",
+    "subperiods",
+    "exposure",
+    "today",
+    "headline",
 )
 USAGE_KEYS: tuple[str, ...] = ("rebalances", "scaled_rebalances", "scaled_fraction", "scalar_mean", "scalar_min", "scalar_max")
 TOP_EVENTS = 10
@@ -169,6 +201,7 @@ def build_report(
     allocator_config: Mapping[str, Any] | None = None,
     thresholds: VerdictThresholds = VerdictThresholds(),
     risk_free: float = 0.0,
+    audit: AuditInputs | None = None,
 ) -> dict:
     """The two-pass comparison report (module docstring), JSON-serialisable.
 
@@ -184,6 +217,9 @@ def build_report(
     allocator_config : the allocator settings to record (any JSON-able mapping).
     thresholds : verdict thresholds.
     risk_free : daily risk-free rate for the Sharpe ratio.
+    audit : the controls, the governor's daily scalar, the benchmark and the latest regime output
+        for the audit sections (``core.audit``); without it those keys are empty and the verdict
+        cannot be ``good`` (it needs the ``exposure_matched`` control).
     """
     d = np.asarray(dates, dtype="datetime64[D]")
     t_len = d.size
@@ -204,7 +240,9 @@ def build_report(
     regimes_at = [labels[i] for i in pos]
     conditions = market_conditions(baseline.portfolio_return, thresholds)[pos]
     mode_value = str(getattr(mode, "value", mode))
-    evidence = VerdictEvidence(base_m, scaled_m, s, conditions, transitions["per_year"], mode_value)
+    sections = _audit_sections(d, baseline, scaled, base_m, scaled_m, labels, audit, risk_free)
+    control_metrics = {k: v["metrics"] for k, v in sections["controls"].items()}
+    evidence = VerdictEvidence(base_m, scaled_m, s, conditions, transitions["per_year"], mode_value, control_metrics)
     report = {
         "window": {"start": _iso(d[0]), "end": _iso(d[-1])},
         "profile": str(profile),
@@ -215,8 +253,68 @@ def build_report(
         "regime_transitions": transitions,
         "top_derisk_events": top_derisk_events(s_dates, s, regimes_at),
         "verdict": verdict(evidence, thresholds),
+        **sections,
     }
     return jsonable(report)
+
+
+@dataclass(frozen=True)
+class AuditInputs:
+    """What the audit sections need beyond the two passes (arrays aligned with the report's dates).
+
+    Attributes
+    ----------
+    controls : name -> result of the control book (same engine, costs, lag, cadence).
+    control_settings : name -> the control's settings, recorded beside its metrics.
+    governor_daily : (T,) the governor's scalar in force at each close.
+    first_invested : row of the strategy's first trade.
+    benchmark_close : (T,) closes of the benchmark index, or None.
+    benchmark_name : its name.
+    probabilities : (T, 4) regime probabilities.
+    next_scalar, next_computed_on : the scalar the next overlay date applies, and when it was computed.
+    bootstrap_draws, bootstrap_seed : of the significance bootstrap.
+    """
+
+    controls: Mapping[str, BacktestResult]
+    control_settings: Mapping[str, Mapping[str, Any]]
+    governor_daily: np.ndarray
+    first_invested: int
+    benchmark_close: np.ndarray | None = None
+    benchmark_name: str = "benchmark"
+    probabilities: np.ndarray | None = None
+    next_scalar: float | None = None
+    next_computed_on: Any = None
+    bootstrap_draws: int = BOOTSTRAP_DRAWS
+    bootstrap_seed: int = BOOTSTRAP_SEED
+
+
+def _audit_sections(d, baseline, scaled, base_m, scaled_m, labels, audit: AuditInputs | None, risk_free: float) -> dict:
+    empty = {"benchmark": None, "controls": {}, "episodes": [], "significance": {}, "subperiods": [],
+             "exposure": {}, "today": None, "headline": headline_block(base_m, scaled_m)}
+    if audit is None:
+        return empty
+    books = {"baseline": baseline, "scaled": scaled, **audit.controls}
+    returns = {k: v.portfolio_return for k, v in books.items()}
+    controls = {name: {"metrics": compute_metrics(r.portfolio_return, d, r.turnover, risk_free),
+                       "settings": dict(audit.control_settings.get(name, {}))}
+                for name, r in audit.controls.items()}
+    bench = None
+    if audit.benchmark_close is not None:
+        bench = benchmark_block(d, audit.benchmark_close, audit.benchmark_name, risk_free)
+        returns["benchmark"] = bench.pop("returns")
+    pairs = [("scaled", "baseline")] + ([("scaled", "exposure_matched")] if "exposure_matched" in controls else [])
+    sub_books = {k: returns[k] for k in ("baseline", "scaled", *audit.controls, *(("benchmark",) if bench else ()))}
+    return {
+        "benchmark": bench,
+        "controls": controls,
+        "episodes": episodes_block(d, books, audit.governor_daily),
+        "significance": significance_block(returns, pairs, risk_free, audit.bootstrap_draws, audit.bootstrap_seed),
+        "subperiods": subperiods_block(d, sub_books, risk_free),
+        "exposure": exposure_block(d, {"baseline": baseline, "scaled": scaled}, audit.first_invested),
+        "today": (today_block(d, labels, audit.probabilities, audit.governor_daily, audit.next_scalar, audit.next_computed_on)
+                  if audit.probabilities is not None else None),
+        "headline": headline_block(base_m, scaled_m),
+    }
 
 
 # ---------------------------------------------------------------------------------- rendering
@@ -231,25 +329,72 @@ def _fmt(key: str, value, delta: bool = False) -> str:
     return f"{value:+.3f}" if delta else f"{value:.3f}"
 
 
-def _comparison_rows(report: Mapping) -> list[tuple[str, str, str, str]]:
+def _columns(report: Mapping, with_others: bool = True) -> list[tuple[str, Mapping, bool]]:
     m = report["metrics"]
-    return [
-        (_LABELS[Metric(k)], _fmt(k, m["baseline"][k]), _fmt(k, m["scaled"][k]), _fmt(k, m["delta"][k], delta=True))
-        for k in METRIC_KEYS
-    ]
+    cols = [("baseline", m["baseline"], False), ("scaled", m["scaled"], False), ("delta", m["delta"], True)]
+    if with_others:
+        cols += [(k, v["metrics"], False) for k, v in (report.get("controls") or {}).items()]
+        if report.get("benchmark"):
+            cols.append((report["benchmark"]["name"], report["benchmark"]["metrics"], False))
+    return cols
+
+
+def _comparison_rows(report: Mapping, with_others: bool = True) -> list[tuple[str, ...]]:
+    cols = _columns(report, with_others)
+    return [(_LABELS[Metric(k)], *[_fmt(k, c.get(k), delta=is_delta) for _, c, is_delta in cols]) for k in METRIC_KEYS]
 
 
 def comparison_table(report: Mapping) -> str:
-    """Aligned plain-text table ``metric | baseline | scaled | delta`` for printing."""
-    header = ("metric", "baseline", "scaled", "delta")
+    """Aligned plain-text table ``metric | baseline | scaled | delta | controls... | benchmark``."""
+    header = ("metric", *[name for name, _, _ in _columns(report)])
     rows = [header, *_comparison_rows(report)]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    n = len(header)
+    widths = [max(len(r[i]) for r in rows) for i in range(n)]
     lines = []
     for j, r in enumerate(rows):
-        lines.append("  ".join(r[0].ljust(widths[0]) if i == 0 else r[i].rjust(widths[i]) for i in range(4)).rstrip())
+        lines.append("  ".join(r[0].ljust(widths[0]) if i == 0 else r[i].rjust(widths[i]) for i in range(n)).rstrip())
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def episodes_table(report: Mapping) -> str:
+    """Plain-text table of the drawdown episodes: depth of each book and when the governor de-risked."""
+    eps = report.get("episodes") or []
+    if not eps:
+        return "no baseline drawdown deeper than 15 %"
+    books = list(eps[0]["depth"])
+    header = ("peak", "trough", "recovery", *books, "cut vs trough", "before trough")
+    rows = [header]
+    for e in eps:
+        days = e["first_derisk_days_from_trough"]
+        share = e["derisk_share_before_trough"]
+        rows.append((e["peak"], e["trough"], e["recovery"] or "not yet",
+                     *["n/a" if e["depth"].get(b) is None else f"{100 * e['depth'][b]:.1f} %" for b in books],
+                     "never" if days is None else f"{days:+d} d", "n/a" if share is None else f"{100 * share:.0f} %"))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(str(r[i]).rjust(widths[i]) if i >= 3 else str(r[i]).ljust(widths[i]) for i in range(len(header))).rstrip()
+                     for r in rows)
+
+
+def headline_line(report: Mapping) -> str:
+    """``MaxDD gain x pts for a CAGR cost of y pts (Sharpe +z)``."""
+    h = report.get("headline") or {}
+    if h.get("maxdd_gain_pts") is None:
+        return "headline: n/a"
+    return (f"MaxDD {h['maxdd_gain_pts']:+.1f} pts (shallower if +) for a CAGR cost of {h['cagr_cost_pts']:.1f} pts, "
+            f"Sharpe {h['sharpe_change']:+.3f}")
+
+
+def today_line(report: Mapping) -> str:
+    """The latest regime, its probabilities, the scalar in force and any early warning."""
+    t = report.get("today")
+    if not t:
+        return "today: n/a"
+    p = t["probabilities"]
+    probs = " ".join(f"{k[0]}{100 * v:.0f}%" for k, v in p.items())
+    warn = t["early_warning"] or "none"
+    return f"today {t['date']}: {t['regime']} ({probs}), scalar in force {t['scalar_in_force']:.2f}; early warning: {warn}"
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align_right_from: int = 1) -> str:
@@ -281,7 +426,11 @@ def report_markdown(report: Mapping, figures: Mapping[str, str] | None = None) -
         "",
         "## Baseline vs scaled",
         "",
-        _md_table(("metric", "baseline", "scaled", "delta"), _comparison_rows(report)),
+        _md_table(("metric", *[c for c, _, _ in _columns(report)]), _comparison_rows(report)),
+        "",
+        headline_line(report),
+        "",
+        today_line(report),
         "",
         "## Allocator usage",
         "",
@@ -318,6 +467,7 @@ def report_markdown(report: Mapping, figures: Mapping[str, str] | None = None) -
     else:
         parts.append("No rebalance was de-risked.")
     parts.append("")
+    parts += _audit_markdown(report)
     if a["config"]:
         parts += ["## Allocator settings", "", _md_table(("setting", "value"), [(k, a["config"][k]) for k in a["config"]]), ""]
     if figures:
@@ -325,6 +475,34 @@ def report_markdown(report: Mapping, figures: Mapping[str, str] | None = None) -
         for caption, path in figures.items():
             parts += [f"![{caption}]({path})", ""]
     return "\n".join(parts)
+
+
+def _audit_markdown(report: Mapping) -> list[str]:
+    parts: list[str] = []
+    if report.get("episodes") is not None:
+        parts += ["## Drawdown episodes (baseline deeper than 15 %)", "", "```", episodes_table(report), "```", ""]
+    sig = report.get("significance") or {}
+    if sig:
+        first = next(iter(sig.values()))
+        parts += [f"## Is it real? ({first['method']}, {100 * first['level']:.0f} % intervals)", "",
+                  _md_table(("delta", "estimate", "interval", "P(> 0)"),
+                            [(k, _num(v["estimate"], "+.4f"), f"[{_num(v['ci_low'], '+.4f')}, {_num(v['ci_high'], '+.4f')}]",
+                              _num(v["p_positive"], ".2f")) for k, v in sig.items()]), ""]
+    subs = report.get("subperiods") or []
+    if subs:
+        books = list(subs[0]["metrics"])
+        parts += ["## Sub-periods (thirds of the window)", "",
+                  _md_table(("period", *[f"{b} Sharpe / MaxDD" for b in books]),
+                            [(f"{r['start']} .. {r['end']}", *[f"{_num(r['metrics'][b]['sharpe'], '.2f')} / "
+                                                             f"{_num(None if r['metrics'][b]['max_drawdown'] is None else 100 * r['metrics'][b]['max_drawdown'], '.1f')} %"
+                                                             for b in books]) for r in subs]), ""]
+    ex = report.get("exposure") or {}
+    if ex.get("baseline"):
+        parts += ["## Gross exposure", "",
+                  _md_table(("book", "mean", "min", "max", "days with > 1 % cash"),
+                            [(b, _num(ex[b]["mean"], ".3f"), _num(ex[b]["min"], ".3f"), _num(ex[b]["max"], ".3f"),
+                              f"{100 * ex[b]['cash_over_1pct_share']:.0f} %") for b in ("baseline", "scaled") if b in ex]), ""]
+    return parts
 
 
 def run_summary(report: Mapping, sources: Sequence[str] | None = None, top: int = 5) -> str:

@@ -23,7 +23,7 @@ Metric differences are in metric units: MaxDD "points" are percentage points of 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
@@ -81,6 +81,8 @@ class VerdictEvidence:
     conditions : (R,) :class:`MarketCondition` values at those dates.
     transitions_per_year : regime label changes per year.
     mode : allocator mode (``off``, ``compute``, ``precomputed``).
+    controls : metric dicts of the controls run through the same engine (``exposure_matched``,
+        ``vol_cap``, ``jump_model``); ``good`` needs ``exposure_matched``.
     """
 
     baseline: Mapping[str, float]
@@ -89,6 +91,7 @@ class VerdictEvidence:
     conditions: np.ndarray
     transitions_per_year: float
     mode: str = "compute"
+    controls: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
 _SCALAR_TOL = 1e-9
@@ -207,11 +210,55 @@ def mostly_full_scalars(e: VerdictEvidence, t: VerdictThresholds) -> str | None:
 def maxdd_reduction_off_target(e: VerdictEvidence, t: VerdictThresholds) -> str | None:
     """Warning: MaxDD not worse, but reduced by less than 2 points, or by more than 5 with Sharpe down."""
     gain = _maxdd_improvement(e)
+    if abs(gain) <= _SCALAR_TOL:
+        return (f"allocator not protecting: MaxDD {_pct(e.scaled['max_drawdown'])} is the baseline's "
+                f"{_pct(e.baseline['max_drawdown'])} (good needs a reduction of at least {_pts(t.maxdd_target_min)})")
     if 0 <= gain < t.maxdd_target_min:
         return f"MaxDD reduced by only {_pts(gain)} (target {_pts(t.maxdd_target_min)}-{_pts(t.maxdd_target_max)})"
     if gain > t.maxdd_target_max and _sharpe_change(e) < -t.sharpe_preserved_tolerance:
         return f"MaxDD reduced by {_pts(gain)}, more than the {_pts(t.maxdd_target_max)} target, at a Sharpe cost: likely over-de-risking"
     return None
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None or not np.isfinite(float(x)) else f"{100 * float(x):.1f} %"
+
+
+def _num(x) -> str:
+    return "n/a" if x is None or not np.isfinite(float(x)) else f"{float(x):.3f}"
+
+
+def _beats(e: VerdictEvidence, control: str) -> tuple[bool, bool, str]:
+    """(MaxDD better, Calmar better, the numbers) of the scaled book against a control."""
+    c = e.controls[control]
+    dd_s, dd_c = float(e.scaled["max_drawdown"]), float(c["max_drawdown"])
+    cal_s, cal_c = float(e.scaled["calmar"]), float(c["calmar"])
+    dd_ok = np.isfinite(dd_s) and np.isfinite(dd_c) and dd_s > dd_c + _SCALAR_TOL
+    cal_ok = np.isfinite(cal_s) and np.isfinite(cal_c) and cal_s > cal_c + _SCALAR_TOL
+    numbers = f"MaxDD {_pct(dd_s)} vs {_pct(dd_c)}, Calmar {_num(cal_s)} vs {_num(cal_c)}"
+    return bool(dd_ok), bool(cal_ok), numbers
+
+
+def not_better_than_exposure_matched(e: VerdictEvidence, t: VerdictThresholds) -> str | None:
+    """Warning: the scaled book does not have both a better MaxDD and a better Calmar than the
+    ``exposure_matched`` control (a constant scalar at the governor's mean exposure); or that
+    control is missing. ``good`` needs both: timing must beat simply holding less risk."""
+    if "exposure_matched" not in e.controls:
+        return "not compared with the exposure_matched control (good needs a better MaxDD and Calmar than it)"
+    dd_ok, cal_ok, numbers = _beats(e, "exposure_matched")
+    if dd_ok and cal_ok:
+        return None
+    return f"no better than holding less risk all the time (exposure_matched): {numbers}"
+
+
+def control_lines(e: VerdictEvidence) -> list[str]:
+    """One ``info:`` line per control: does the scaled book beat it on MaxDD and on Calmar."""
+    lines = []
+    for name in e.controls:
+        dd_ok, cal_ok, numbers = _beats(e, name)
+        verdict_ = "beats" if dd_ok and cal_ok else ("does not beat" if not (dd_ok or cal_ok) else "partly beats")
+        lines.append(f"info: vs {name}: {verdict_} it ({numbers})")
+    return lines
 
 
 def sharpe_dropped(e: VerdictEvidence, t: VerdictThresholds) -> str | None:
@@ -318,7 +365,8 @@ Rule = Callable[[VerdictEvidence, VerdictThresholds], "str | None"]
 
 RULES: dict[VerdictStatus, tuple[Rule, ...]] = {
     VerdictStatus.FAILURE: (maxdd_worse, triggers_in_calm_not_crisis, thrashing, return_enhancer),
-    VerdictStatus.WARNING: (maxdd_reduction_off_target, sharpe_dropped, derisk_in_calm, many_transitions, mostly_below_one),
+    VerdictStatus.WARNING: (maxdd_reduction_off_target, sharpe_dropped, derisk_in_calm, many_transitions, mostly_below_one,
+                            not_better_than_exposure_matched),
     VerdictStatus.GOOD: (maxdd_reduced, tails_improved, sharpe_preserved, derisk_in_stress, few_transitions, mostly_full_scalars),
 }
 
@@ -347,4 +395,4 @@ def verdict(evidence: VerdictEvidence, thresholds: VerdictThresholds = VerdictTh
     else:
         status = VerdictStatus.GOOD
     reasons = fired[VerdictStatus.FAILURE] + fired[VerdictStatus.WARNING] + fired[VerdictStatus.GOOD]
-    return {"status": status.value, "reasons": reasons}
+    return {"status": status.value, "reasons": reasons + control_lines(evidence)}

@@ -15,11 +15,10 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from alloc_assets.core.backtest import AllocatorMode, BacktestResult, overlay_trades, run_backtest, scalar_in_force
-from alloc_assets.core.figures import write_report_figures
+from alloc_assets.core.backtest import AllocatorMode, BacktestResult, overlay_trades, run_backtest, run_overlay, scalar_in_force
 from alloc_assets.core.metrics import daily_rate
 from alloc_assets.core.regimes import PROBABILITY_COLUMNS
-from alloc_assets.core.report import build_report, report_markdown, run_summary
+from alloc_assets.core.report import REPORT_KEYS, AuditInputs, build_report, jsonable, report_markdown, run_summary
 from alloc_assets.core.scalars import applied_scalars as compute_applied
 from alloc_assets.core.strategies import get_profile, profile_weights
 from alloc_assets.defs.allocator import load_panel
@@ -43,8 +42,6 @@ from resources.warehouse import DuckDBWarehouse
 
 GROUP_STRATEGY = "strategy"
 GROUP_REPORT = "report"
-REPORT_KEYS = ("window", "profile", "allocator", "metrics", "allocator_usage", "regime_distribution",
-               "regime_transitions", "top_derisk_events", "verdict")
 
 
 class BacktestSettings(dg.ConfigurableResource):
@@ -143,7 +140,7 @@ def _backtest_metadata(frame: pl.DataFrame) -> dict:
     group_name=GROUP_STRATEGY,
     backfill_policy=SINGLE_RUN,
     kinds={"duckdb", "numpy"},
-    code_version="weights-1",
+    code_version="weights-2",
     pool=WAREHOUSE_POOL,
     retry_policy=WAREHOUSE_RETRY,
     check_specs=_specs("weights_raw", WEIGHT_CHECKS),
@@ -161,7 +158,7 @@ def weights_raw(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, b
         start, end = _full_window(warehouse)
         profile = get_profile(backtest.profile)
         panel = load_panel(warehouse, start, end)
-        sw = profile_weights(panel, profile)
+        sw = profile_weights(panel, profile, backtest.cash_rate)  # the no-trade band drifts cash at the backtest's rate
         rebalance_dates = panel.dates[sw.rebalance_idx][sw.trade_source]
         frame = _weights_frame(panel.dates, sw.trade_idx, panel.symbols, sw.trade_target,
                                {"rebalance_date": rebalance_dates})
@@ -328,6 +325,113 @@ def scaled_backtest(context: dg.AssetExecutionContext, warehouse: DuckDBWarehous
             yield check_result(o, "scaled_backtest")
 
 
+CONTROL_TABLE = "control_backtests"
+
+
+def _benchmark_returns(warehouse: DuckDBWarehouse, dates: np.ndarray, panel) -> tuple[np.ndarray, str]:
+    """Daily simple returns of the benchmark index over ``dates`` (0 on the first day) and its name;
+    the equal-weight index of the universe when the data set has no benchmark (named so)."""
+    if panel.benchmark is not None:
+        name = warehouse.query("SELECT any_value(name) AS n FROM market_benchmark")["n"][0] or "benchmark"
+        close = panel.benchmark
+    else:
+        name = "equal-weight index"
+        r = np.nan_to_num(panel.returns(), nan=0.0).mean(axis=1)
+        close = np.cumprod(1.0 + r)
+    out = np.zeros(len(close))
+    out[1:] = close[1:] / close[:-1] - 1.0
+    return out, str(name)
+
+
+def control_scalars(dates: np.ndarray, base: BacktestResult, first: int, governor_daily: np.ndarray,
+                    bench_returns: np.ndarray, allocator: AllocatorSettings) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """Daily risk scalars of each control, computed at each close from data through it (``core.controls``),
+    and their settings. The governor's own applied scalars give ``exposure_matched``."""
+    from alloc_assets.core import controls as ctl
+    from alloc_assets.core import jump_model as jm
+
+    level = ctl.exposure_matched_scalar(governor_daily, first)
+    risk = {"exposure_matched": np.full(len(dates), level),
+            "vol_cap": ctl.vol_cap_scalar(base.portfolio_return, first, allocator.floor)}
+    jm_result = jm.walk_forward_jump_model(dates, bench_returns)
+    risk["jump_model"] = jm.jump_model_scalars(jm_result.state, allocator.floor)
+    settings = {
+        "exposure_matched": {"scalar": level, "rule": "mean of the governor's scalar in force from the strategy's first trade"},
+        "vol_cap": {"floor": allocator.floor, "window_days": ctl.VOL_CAP_WINDOW, "min_history_days": ctl.VOL_CAP_MIN_HISTORY,
+                    "target": "expanding volatility of the strategy book through the date"},
+        "jump_model": {"floor": allocator.floor, "penalty": jm_result.penalty, "refit": jm_result.refit,
+                       "n_states": jm_result.n_states, "fits": len(jm_result.fits),
+                       "switches_per_year": float(jm.switches_per_year(jm_result.state, jm_result.fitted)),
+                       "input": "benchmark index returns"},
+    }
+    return risk, settings
+
+
+@dg.asset(
+    deps=["weights_raw", "applied_scalars", "market_prices"],
+    group_name=GROUP_STRATEGY,
+    backfill_policy=SINGLE_RUN,
+    kinds={"duckdb", "numpy"},
+    code_version="controls-1",
+    pool=WAREHOUSE_POOL,
+    retry_policy=WAREHOUSE_RETRY,
+    check_specs=_specs(CONTROL_TABLE, {CHECK_BACKTEST_FINITE: BACKTEST_CHECKS[CHECK_BACKTEST_FINITE]}),
+    metadata={"dagster/table_name": CONTROL_TABLE},
+)
+def control_backtests(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, backtest: BacktestSettings,
+                      allocator: AllocatorSettings):
+    """The controls the governor is judged against, in the same engine with the same costs, cash
+    rate, lag and overlay cadence (``core.controls``): ``exposure_matched`` (a constant scalar at the
+    governor's mean exposure), ``vol_cap`` (recent volatility capped at the book's own long-run
+    volatility, same floor) and ``jump_model`` (a statistical jump model on the benchmark, fitted
+    walk-forward with online inference only, bull 1 / bear floor). Each daily scalar goes through
+    ``applied_scalars`` at the allocator's cadence (computed at one overlay date, acting from the
+    next) and the overlay of the strategy's book. One row per day and control."""
+    with warehouse.session():
+        mode = AllocatorMode(backtest.allocator_mode)
+        panel, idx, _, base = strategy_book(warehouse, backtest)
+        a_dates, a_vals = applied_series(warehouse, allocator, AllocatorMode.PRECOMPUTED if mode is AllocatorMode.OFF else mode)
+        governor = scalar_in_force(panel.dates, a_dates, a_vals, allocator.apply_missing_scalar_as)
+        first = int(idx[0]) if idx.size else len(panel.dates)
+        bench_r, _ = _benchmark_returns(warehouse, panel.dates, panel)
+        risk, settings = control_scalars(panel.dates, base, first, governor, bench_r, allocator)
+        cfg = allocator.apply_config()
+        returns = panel.returns()
+        frames = []
+        for name, r in risk.items():
+            table = compute_applied(panel.dates, r, cfg.frequency, cfg.apply_missing_scalar_as, ())
+            daily = scalar_in_force(panel.dates, table["date"].to_numpy().astype("datetime64[D]"),
+                                    table["risk_scalar_applied"].to_numpy(dtype=np.float64), cfg.apply_missing_scalar_as)
+            result, _ = run_overlay(returns, base, idx, daily, backtest.cost_bps, backtest.cash_rate)
+            frames.append(_backtest_frame(panel.dates, result).with_columns(
+                pl.lit(name).alias("control"), pl.Series("scalar", daily), pl.Series("risk_scalar", r)))
+        frame = pl.concat(frames)
+        outcomes = [_backtest_outcome(frame)]
+        yield from raise_on_blocking(context, outcomes, asset=CONTROL_TABLE)
+        warehouse.replace_table(CONTROL_TABLE, frame)
+        yield dg.MaterializeResult(metadata={
+            "dagster/row_count": frame.height,
+            "controls": dg.MetadataValue.json(jsonable(settings)),
+            **{f"final_equity_{k}": float(f["equity"][-1]) for k, f in zip(risk, frames)},
+        })
+        for o in outcomes:
+            yield check_result(o, CONTROL_TABLE)
+
+
+def read_controls(warehouse: DuckDBWarehouse, dates: list) -> dict[str, BacktestResult]:
+    """The stored control books aligned with ``dates`` (empty if the table is missing)."""
+    if not warehouse.table_exists(CONTROL_TABLE):
+        return {}
+    rows = warehouse.query(f"SELECT * FROM {CONTROL_TABLE} ORDER BY control, date")
+    out = {}
+    for name in dict.fromkeys(rows["control"].to_list()):
+        f = rows.filter(pl.col("control") == name)
+        if f["date"].to_list() != dates:
+            raise dg.Failure(allow_retries=False, description=f"{CONTROL_TABLE} ({name}) covers other dates than the backtests; re-run it.")
+        out[name] = _result_from_table(f)
+    return out
+
+
 def _result_from_table(frame: pl.DataFrame) -> BacktestResult:
     n = frame.height
     return BacktestResult(frame["portfolio_return"].to_numpy(), frame["equity"].to_numpy(),
@@ -335,27 +439,47 @@ def _result_from_table(frame: pl.DataFrame) -> BacktestResult:
                           (1.0 - frame["cash_weight"].to_numpy()).reshape(n, 1))
 
 
-@dg.asset(
-    deps=["baseline_backtest", "scaled_backtest", "regime_series", "applied_scalars"],
-    group_name=GROUP_REPORT,
-    backfill_policy=SINGLE_RUN,
-    kinds={"duckdb", "matplotlib", "json"},
-    code_version="report-1",
-    check_specs=_specs("comparison_report", REPORT_CHECKS),
-)
-def comparison_report(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, backtest: BacktestSettings,
-                      allocator: AllocatorSettings):
-    """The two-pass audit: metrics baseline vs scaled vs delta (quantstats/empyrical conventions),
-    allocator usage, regime distribution and transitions, the ten deepest de-risk events, a verdict
-    with its reasons, and figures (equity with regime shading, drawdowns, applied scalar, regime
-    probabilities). Files: ``$ALLOC_HOME/reports/<profile>/two_pass_comparison.{json,md}`` and PNGs."""
+def _report_inputs(warehouse: DuckDBWarehouse):
+    """What the report and its figures read (one read-only session)."""
     with warehouse.session(read_only=True):  # a reader: never takes the writer's lock
         base = warehouse.query("SELECT * FROM baseline_backtest ORDER BY date")
         scaled = warehouse.query("SELECT * FROM scaled_backtest ORDER BY date")
         regimes = warehouse.query("SELECT * FROM regime_series ORDER BY date")
-        weights = warehouse.query("SELECT DISTINCT date, scalar FROM weights_scaled ORDER BY date")
-    if base.height == 0 or base["date"].to_list() != scaled["date"].to_list():
-        raise dg.Failure(allow_retries=False, description="baseline_backtest and scaled_backtest cover different dates; re-run both.")
+        weights = warehouse.query("SELECT DISTINCT date, scalar, kind FROM weights_scaled ORDER BY date")
+        raw_first = warehouse.query("SELECT min(date) AS d FROM weights_raw")["d"][0]
+        applied = warehouse.query("SELECT date, risk_scalar_applied FROM applied_scalars ORDER BY date")
+        computed = warehouse.query("SELECT date, risk_scalar FROM risk_scalars ORDER BY date DESC LIMIT 1")
+        if base.height == 0 or base["date"].to_list() != scaled["date"].to_list():
+            raise dg.Failure(allow_retries=False, description="baseline_backtest and scaled_backtest cover different dates; re-run both.")
+        dates_list = base["date"].to_list()
+        controls = read_controls(warehouse, dates_list)
+        bench = None
+        if warehouse.table_exists("market_benchmark"):
+            b = warehouse.query("SELECT date, name, close FROM market_benchmark WHERE date BETWEEN ? AND ? ORDER BY date",
+                                [dates_list[0], dates_list[-1]])
+            if b["date"].to_list() == dates_list:
+                bench = (b["close"].to_numpy(), str(b["name"][0]))
+    return base, scaled, regimes, weights, raw_first, applied, computed, controls, bench
+
+
+@dg.asset(
+    deps=["baseline_backtest", "scaled_backtest", "control_backtests", "regime_series", "applied_scalars"],
+    group_name=GROUP_REPORT,
+    backfill_policy=SINGLE_RUN,
+    kinds={"duckdb", "json"},
+    code_version="report-2",
+    check_specs=_specs("comparison_report", REPORT_CHECKS),
+)
+def comparison_report(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, backtest: BacktestSettings,
+                      allocator: AllocatorSettings):
+    """The audit a risk officer reads before the governor goes live: metrics of the baseline, the
+    governed book and the benchmark (quantstats/empyrical conventions); the controls in the same
+    engine (exposure_matched, vol_cap, jump_model); every baseline drawdown deeper than 15 % with the
+    depth of each book and when the governor de-risked; stationary-bootstrap intervals of the
+    deltas and a sub-period table; gross exposure; today's regime and scalar; allocator usage,
+    regimes, de-risk events and a verdict whose every rule names its numbers. Files:
+    ``$ALLOC_HOME/reports/<profile>/two_pass_comparison.{json,md}`` (figures: ``report_figures``)."""
+    base, scaled, regimes, weights, raw_first, applied, computed, controls, bench = _report_inputs(warehouse)
     dates = base["date"].to_numpy().astype("datetime64[D]")
     reg = dict(zip(regimes["date"].to_list(), regimes["regime"].to_list()))
     missing = [d for d in base["date"].to_list() if d not in reg]
@@ -367,37 +491,45 @@ def comparison_report(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
     probs = np.array([probs_by_date[d] for d in base["date"].to_list()])
     scalar_dates = weights["date"].to_numpy().astype("datetime64[D]")
     scalars = weights["scalar"].to_numpy()
+    mode = AllocatorMode(backtest.allocator_mode)
+    a_dates = applied["date"].to_numpy().astype("datetime64[D]")
+    a_vals = applied["risk_scalar_applied"].to_numpy()
+    governor = (np.ones(len(dates)) if mode is AllocatorMode.OFF
+                else scalar_in_force(dates, a_dates, a_vals, allocator.apply_missing_scalar_as))
+    first = int(np.searchsorted(dates, np.datetime64(raw_first, "D"))) if raw_first is not None else len(dates)
+    nxt = computed.row(0) if computed.height else (None, None)
     config = {k: v for k, v in allocator.model_dump().items() if k != "overrides_file"}
     config.update(cost_bps=backtest.cost_bps, cash_rate=backtest.cash_rate)
+    audit = AuditInputs(
+        controls=controls, control_settings=_control_settings(context, allocator), governor_daily=governor,
+        first_invested=first, benchmark_close=None if bench is None else bench[0],
+        benchmark_name="benchmark" if bench is None else bench[1], probabilities=probs,
+        next_scalar=None if nxt[1] is None or mode is AllocatorMode.OFF else float(nxt[1]), next_computed_on=nxt[0])
     # when cash earns a rate, that rate is the risk-free rate of Sharpe and Sortino (quantstats' rf)
     report = build_report(dates, _result_from_table(base), _result_from_table(scaled), scalar_dates, scalars, labels,
                           profile=backtest.profile, mode=backtest.allocator_mode, allocator_config=config,
-                          risk_free=daily_rate(backtest.cash_rate))
+                          risk_free=daily_rate(backtest.cash_rate), audit=audit)
     out_dir = backtest.reports_root() / backtest.profile
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = write_report_figures(out_dir, dates, base["equity"].to_numpy(), scaled["equity"].to_numpy(),
-                                   scalar_dates, scalars, labels, probabilities=probs, floor=allocator.floor)
     json_path, md_path = out_dir / "two_pass_comparison.json", out_dir / "two_pass_comparison.md"
     tmp = json_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=2))
     tmp.replace(json_path)  # atomic: readers never see a half-written report
     tmp_md = md_path.with_suffix(".md.tmp")
-    tmp_md.write_text(report_markdown(report, {k: p.name for k, p in figures.items()}))
+    tmp_md.write_text(report_markdown(report, {k: f"{k}.png" for k in REPORT_FIGURES}))
     tmp_md.replace(md_path)
     context.log.info("Run summary\n" + run_summary(report, sources=None))
     missing_keys = [k for k in REPORT_KEYS if k not in report]
     sev, desc = REPORT_CHECKS[CHECK_REPORT_KEYS]
     outcomes = [CheckOutcome(CHECK_REPORT_KEYS, not missing_keys, sev, desc,
                              pl.DataFrame({"missing_key": missing_keys}) if missing_keys else pl.DataFrame())]
-    equity_png = base64.b64encode(figures["equity"].read_bytes()).decode()
     yield dg.MaterializeResult(metadata={
         "verdict": report["verdict"]["status"],
         "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in report["verdict"]["reasons"]) or "_none_"),
         "comparison": dg.MetadataValue.md(comparison_table_md(report)),
-        "equity_curves": dg.MetadataValue.md(f"![equity](data:image/png;base64,{equity_png})"),
+        "episodes": dg.MetadataValue.md(episodes_md(report)),
         "report_json": dg.MetadataValue.path(str(json_path)),
         "report_md": dg.MetadataValue.path(str(md_path)),
-        "figures": dg.MetadataValue.json({k: str(p) for k, p in figures.items()}),
         "window": f"{report['window']['start']} .. {report['window']['end']}",
         "scaled_fraction": report["allocator_usage"]["scaled_fraction"],
     })
@@ -405,14 +537,89 @@ def comparison_report(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
         yield check_result(o, "comparison_report")
 
 
-def comparison_table_md(report: dict) -> str:
-    """Baseline | scaled | delta as a markdown table."""
-    rows = ["| metric | baseline | scaled | delta |", "|---|---:|---:|---:|"]
-    m = report["metrics"]
-    for key in m["baseline"]:
-        vals = [m[p][key] for p in ("baseline", "scaled", "delta")]
-        rows.append(f"| {key} | " + " | ".join("n/a" if v is None else f"{v:.4f}" for v in vals) + " |")
+def _control_settings(context, allocator: AllocatorSettings) -> dict:
+    """The settings each control was run with (from the latest ``control_backtests`` materialization)."""
+    try:
+        ev = context.instance.get_latest_materialization_event(dg.AssetKey(CONTROL_TABLE))
+    except Exception:  # noqa: BLE001 - an instance without the event: the settings are then unknown
+        ev = None
+    md = ev.asset_materialization.metadata if ev is not None and ev.asset_materialization else {}
+    value = md.get("controls")
+    return dict(value.value) if value is not None else {}
+
+
+REPORT_FIGURES = ("equity", "drawdown", "scalar", "regime_probabilities", "exposure", "episodes")
+
+
+@dg.asset(
+    deps=["comparison_report"],
+    group_name=GROUP_REPORT,
+    backfill_policy=SINGLE_RUN,
+    kinds={"matplotlib"},
+    code_version="figures-1",
+)
+def report_figures(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, backtest: BacktestSettings,
+                   allocator: AllocatorSettings):
+    """The report's figures, rendered after the numbers (matplotlib costs seconds in a fresh run
+    process, the report does not wait for it): equity of every book with regime shading and the
+    benchmark, drawdowns, the applied scalar, regime probabilities, gross exposure and the drawdown
+    episodes. PNGs beside the report, the equity figure inline in the UI."""
+    from alloc_assets.core.figures import write_report_figures
+
+    
+    base, scaled, regimes, weights, _, _, _, controls, bench = _report_inputs(warehouse)
+    dates = base["date"].to_numpy().astype("datetime64[D]")
+    reg = dict(zip(regimes["date"].to_list(), regimes["regime"].to_list()))
+    labels = [reg.get(d, "NORMAL") for d in base["date"].to_list()]
+    probs_by_date = {r["date"]: [r[c] for c in PROBABILITY_COLUMNS] for r in regimes.iter_rows(named=True)}
+    probs = np.array([probs_by_date.get(d, [1.0, 0.0, 0.0, 0.0]) for d in base["date"].to_list()])
+    out_dir = backtest.reports_root() / backtest.profile
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = json.loads((out_dir / "two_pass_comparison.json").read_text())
+    extra = {name: r.equity for name, r in controls.items()}
+    if bench is not None:
+        extra[bench[1]] = bench[0] / bench[0][0]
+    figures = write_report_figures(out_dir, dates, base["equity"].to_numpy(), scaled["equity"].to_numpy(),
+                                   weights["date"].to_numpy().astype("datetime64[D]"), weights["scalar"].to_numpy(), labels,
+                                   probabilities=probs, floor=allocator.floor, others=extra,
+                                   exposure={"baseline": 1.0 - base["cash_weight"].to_numpy(),
+                                             "scaled": 1.0 - scaled["cash_weight"].to_numpy()},
+                                   episodes=report.get("episodes", []))
+    equity_png = base64.b64encode(figures["equity"].read_bytes()).decode()
+    yield dg.MaterializeResult(metadata={
+        "equity_curves": dg.MetadataValue.md(f"![equity](data:image/png;base64,{equity_png})"),
+        "figures": dg.MetadataValue.json({k: str(p) for k, p in figures.items()}),
+    })
+
+
+def episodes_md(report: dict) -> str:
+    """The drawdown episodes as a markdown table (depth of each book, when the governor de-risked)."""
+    eps = report.get("episodes") or []
+    if not eps:
+        return "_no baseline drawdown deeper than 15 %_"
+    books = list(eps[0]["depth"])
+    rows = ["| peak | trough | recovery | " + " | ".join(books) + " | de-risk vs trough (days) | share before trough |",
+            "|---|---|---|" + "---:|" * (len(books) + 2)]
+    for e in eps:
+        depth = " | ".join("n/a" if e["depth"].get(b) is None else f"{100 * e['depth'][b]:.1f} %" for b in books)
+        days = "never" if e["first_derisk_days_from_trough"] is None else f"{e['first_derisk_days_from_trough']:+d}"
+        share = "n/a" if e["derisk_share_before_trough"] is None else f"{100 * e['derisk_share_before_trough']:.0f} %"
+        rows.append(f"| {e['peak']} | {e['trough']} | {e['recovery'] or 'not yet'} | {depth} | {days} | {share} |")
     return "\n".join(rows)
 
 
-BACKTEST_ASSETS = [weights_raw, baseline_backtest, weights_scaled, scaled_backtest, comparison_report]
+def comparison_table_md(report: dict) -> str:
+    """Baseline | scaled | delta | each control | the benchmark, as a markdown table."""
+    m = report["metrics"]
+    cols = [("baseline", m["baseline"]), ("scaled", m["scaled"]), ("delta", m["delta"])]
+    cols += [(k, v["metrics"]) for k, v in (report.get("controls") or {}).items()]
+    if report.get("benchmark"):
+        cols.append((report["benchmark"]["name"], report["benchmark"]["metrics"]))
+    rows = ["| metric | " + " | ".join(c for c, _ in cols) + " |", "|---|" + "---:|" * len(cols)]
+    for key in m["baseline"]:
+        rows.append(f"| {key} | " + " | ".join("n/a" if v.get(key) is None else f"{v[key]:.4f}" for _, v in cols) + " |")
+    return "\n".join(rows)
+
+
+BACKTEST_ASSETS = [weights_raw, baseline_backtest, weights_scaled, scaled_backtest, control_backtests, comparison_report,
+                   report_figures]
