@@ -343,28 +343,50 @@ def _benchmark_returns(warehouse: DuckDBWarehouse, dates: np.ndarray, panel) -> 
     return out, str(name)
 
 
+JUMP_FITS_TABLE = "jump_model_fits"
+
+
+_FITS_SCHEMA = {"key": pl.String, "fit_date": pl.String, "record": pl.String}
+
+
+def _jump_fit_rows(warehouse: DuckDBWarehouse) -> pl.DataFrame:
+    """The cached jump-model refits (``key, fit_date, record``): each a pure function of its
+    settings and training returns (the key hashes both), so a restated day only misses the keys
+    whose training data it is part of."""
+    if not warehouse.table_exists(JUMP_FITS_TABLE):
+        return pl.DataFrame(schema=_FITS_SCHEMA)
+    return warehouse.query(f"SELECT key, fit_date, record FROM {JUMP_FITS_TABLE}").cast(_FITS_SCHEMA)
+
+
 def control_scalars(dates: np.ndarray, base: BacktestResult, first: int, governor_daily: np.ndarray,
-                    bench_returns: np.ndarray, allocator: AllocatorSettings) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
-    """Daily risk scalars of each control, computed at each close from data through it (``core.controls``),
-    and their settings. The governor's own applied scalars give ``exposure_matched``."""
+                    bench_returns: np.ndarray, allocator: AllocatorSettings,
+                    jump_cache: dict[str, dict]) -> tuple[dict[str, np.ndarray], dict[str, dict], dict[str, dict], list[dict]]:
+    """Daily risk scalars of each control, computed at each close from data through it
+    (``core.controls``), their settings, and the jump-model refits fitted now (new cache entries)
+    with the list of refits in force. The governor's own applied scalars give ``exposure_matched``."""
     from alloc_assets.core import controls as ctl
     from alloc_assets.core import jump_model as jm
 
     level = ctl.exposure_matched_scalar(governor_daily, first)
     risk = {"exposure_matched": np.full(len(dates), level),
             "vol_cap": ctl.vol_cap_scalar(base.portfolio_return, first, allocator.floor)}
-    jm_result = jm.walk_forward_jump_model(dates, bench_returns)
-    risk["jump_model"] = jm.jump_model_scalars(jm_result.state, allocator.floor)
+    r = bench_returns.copy()
+    r[0] = np.nan  # the first day has no earlier close
+    state, _, new, fits = jm.cached_walk_forward(dates, r, jump_cache)
+    risk["jump_model"] = jm.jump_model_scalars(state, allocator.floor)
+    first_fit = int(np.searchsorted(dates, np.datetime64(fits[0]["fit_date"]))) if fits else len(dates)
+    fitted = np.arange(len(dates)) >= first_fit
     settings = {
         "exposure_matched": {"scalar": level, "rule": "mean of the governor's scalar in force from the strategy's first trade"},
         "vol_cap": {"floor": allocator.floor, "window_days": ctl.VOL_CAP_WINDOW, "min_history_days": ctl.VOL_CAP_MIN_HISTORY,
                     "target": "expanding volatility of the strategy book through the date"},
-        "jump_model": {"floor": allocator.floor, "penalty": jm_result.penalty, "refit": jm_result.refit,
-                       "n_states": jm_result.n_states, "fits": len(jm_result.fits),
-                       "switches_per_year": float(jm.switches_per_year(jm_result.state, jm_result.fitted)),
-                       "input": "benchmark index returns"},
+        "jump_model": {"floor": allocator.floor, "penalty": jm.DEFAULT_PENALTY, "refit": jm.DEFAULT_REFIT.value,
+                       "n_init": jm.DEFAULT_N_INIT, "min_train_days": jm.DEFAULT_MIN_TRAIN_DAYS, "fits": len(fits),
+                       "first_fit": fits[0]["fit_date"] if fits else None,
+                       "switches_per_year": float(jm.switches_per_year(state, fitted)),
+                       "input": "benchmark index daily returns", "package": "jumpmodels (online inference only)"},
     }
-    return risk, settings
+    return risk, settings, new, fits
 
 
 @dg.asset(
@@ -394,7 +416,9 @@ def control_backtests(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
         governor = scalar_in_force(panel.dates, a_dates, a_vals, allocator.apply_missing_scalar_as)
         first = int(idx[0]) if idx.size else len(panel.dates)
         bench_r, _ = _benchmark_returns(warehouse, panel.dates, panel)
-        risk, settings = control_scalars(panel.dates, base, first, governor, bench_r, allocator)
+        cached = _jump_fit_rows(warehouse)
+        cache = {k: json.loads(v) for k, v in zip(cached["key"].to_list(), cached["record"].to_list())}
+        risk, settings, new_fits, fits = control_scalars(panel.dates, base, first, governor, bench_r, allocator, cache)
         cfg = allocator.apply_config()
         returns = panel.returns()
         frames = []
@@ -408,10 +432,19 @@ def control_backtests(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
         frame = pl.concat(frames)
         outcomes = [_backtest_outcome(frame)]
         yield from raise_on_blocking(context, outcomes, asset=CONTROL_TABLE)
-        warehouse.replace_table(CONTROL_TABLE, frame)
+        added = pl.DataFrame({"key": [f["key"] for f in fits if f["key"] in new_fits],
+                              "fit_date": [f["fit_date"] for f in fits if f["key"] in new_fits],
+                              "record": [json.dumps(new_fits[f["key"]]) for f in fits if f["key"] in new_fits]},
+                             schema=_FITS_SCHEMA)
+        cached = pl.concat([cached, added])
+        if not new_fits:
+            warehouse.replace_table(CONTROL_TABLE, frame)
+        else:  # the controls and the cache of jump-model refits in one transaction
+            warehouse.replace_window({}, dt.date.min, dt.date.min, whole_tables={CONTROL_TABLE: frame, JUMP_FITS_TABLE: cached})
         yield dg.MaterializeResult(metadata={
             "dagster/row_count": frame.height,
             "controls": dg.MetadataValue.json(jsonable(settings)),
+            "jump_model_refits": len(fits), "jump_model_refits_fitted_now": len(new_fits),
             **{f"final_equity_{k}": float(f["equity"][-1]) for k, f in zip(risk, frames)},
         })
         for o in outcomes:
