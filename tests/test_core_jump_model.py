@@ -377,3 +377,15 @@ def test_a_fully_cached_walk_forward_never_imports_the_package(synth, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_fast_fit_equals_the_package_fit_bit_for_bit(synth):
+    dates, r = synth[0], synth[1]
+    x, _ = jm.jump_features(r)
+    rows, rets = x[100:800], r[100:800]
+    ref = jm.fit_record(jm.fit_jump_model(rows, rets, n_init=3, random_state=4))
+    assert jm.fast_fit_record(rows, rets, n_init=3, random_state=4) == ref
+    # warm start: the previous fit's centres as one more start, as the package does with a warm model
+    prev_fm = jm.fit_jump_model(rows[:500], rets[:500], n_init=2)
+    warm_ref = jm.fit_record(jm.fit_jump_model(rows, rets, n_init=2, previous=prev_fm))
+    assert jm.fast_fit_record(rows, rets, n_init=2, previous=jm.fit_record(prev_fm)) == warm_ref

@@ -562,6 +562,100 @@ def _warm_model(record: Mapping[str, Any], n_states: int):
     return m
 
 
+def _two_state_e_step(x: np.ndarray, centers: np.ndarray, penalty: float) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """The package's discrete E step (``do_E_step``: loss ``0.5 * cdist(x, centers, "sqeuclidean")``,
+    the forward value recursion, the traceback) for two states, step for step with the same float
+    operations but on Python floats instead of one numpy call per day (about ten times faster).
+    ``None`` when a centre is undefined (the package's own step handles that case)."""
+    from scipy.spatial.distance import cdist
+
+    if not np.isfinite(centers).all():
+        return None
+    loss = 0.5 * cdist(x, centers, "sqeuclidean")
+    l0, l1 = loss[:, 0].tolist(), loss[:, 1].tolist()
+    n = len(l0)
+    v0s, v1s = [0.0] * n, [0.0] * n
+    v0, v1 = l0[0], l1[0]
+    v0s[0], v1s[0] = v0, v1
+    lam = float(penalty)
+    for t in range(1, n):
+        # values[t] = loss[t] + (values[t-1][:, None] + penalty_mx).min(axis=0); penalty_mx[k, k] = 0.0
+        a0, b0 = v0 + 0.0, v1 + lam
+        a1, b1 = v0 + lam, v1 + 0.0
+        v0, v1 = l0[t] + (a0 if a0 <= b0 else b0), l1[t] + (a1 if a1 <= b1 else b1)
+        v0s[t], v1s[t] = v0, v1
+    assign = [0] * n
+    last = 0 if v0 <= v1 else 1
+    assign[-1] = last
+    value = v0 if last == 0 else v1
+    for t in range(n - 1, 0, -1):
+        k = assign[t]
+        c0 = v0s[t - 1] + (0.0 if k == 0 else lam)
+        c1 = v1s[t - 1] + (lam if k == 0 else 0.0)
+        assign[t - 1] = 0 if c0 <= c1 else 1
+    labels = np.asarray(assign, dtype=int)
+    proba = np.zeros((n, 2))
+    proba[np.arange(n), labels] = 1.0
+    return proba, labels, float(value)
+
+
+def fast_fit_record(x_train: np.ndarray, r_train: np.ndarray, *, penalty: float = DEFAULT_PENALTY,
+                    clip_mul: float = DEFAULT_CLIP_MUL, n_init: int = DEFAULT_N_INIT,
+                    random_state: int = DEFAULT_RANDOM_STATE, max_iter: int = 1000, tol: float = 1e-8,
+                    sort_by: str = "ret", previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """:func:`fit_record` of :func:`fit_jump_model` for the two-state discrete model, computed with
+    the package's own pieces (clipper, scaler, k-means++ initialisation, M step, clustering test,
+    state ordering) and its coordinate-descent loop as written in ``JumpModel.fit``, with the E step
+    of :func:`_two_state_e_step`. ``previous`` (a record) adds its centres as one more start, as the
+    package's ``init_centers`` does with a warm model. Tests check it equals the package's fit."""
+    from jumpmodels.base import init_centers_kmeans_plusplus, sort_states_from_ret
+    from jumpmodels.jump import do_E_step, jump_penalty_to_mx
+    from jumpmodels.preprocess import DataClipperStd, StandardScalerPD
+    from jumpmodels.utils import is_same_clustering, weighted_mean_cluster
+
+    x_train = np.asarray(x_train, dtype=np.float64)
+    r_train = np.asarray(r_train, dtype=np.float64)
+    clipper = DataClipperStd(mul=clip_mul).fit(x_train)
+    scaler = StandardScalerPD().fit(clipper.transform(x_train))
+    z = np.asarray(scaler.transform(clipper.transform(x_train)), dtype=np.float64)
+    pen_mx = jump_penalty_to_mx(float(penalty), 2)
+    starts = init_centers_kmeans_plusplus(z, 2, n_init, int(random_state))
+    if previous is not None and np.asarray(previous["centers"]).shape == (2, z.shape[1]):
+        starts.append(np.asarray(previous["centers"], dtype=np.float64))
+
+    def e_step(c):
+        out = _two_state_e_step(z, c, penalty)
+        return out if out is not None else do_E_step(z, c, pen_mx)
+
+    best_val, best = np.inf, {"labels_": None}
+    for centers in np.array(starts):
+        labels_pre, val_pre = None, np.inf
+        proba, labels, val = e_step(centers)
+        it = 0
+        while it < max_iter and not is_same_clustering(labels, labels_pre) and val_pre - val > tol:
+            it += 1
+            labels_pre, val_pre = labels, val
+            centers = weighted_mean_cluster(z, proba)
+            proba, labels, val = e_step(centers)
+        if not is_same_clustering(best["labels_"], labels) and val < best_val:
+            best_val = val
+            best = {"centers_": centers, "labels_": labels, "proba_": proba}
+    sort_states_from_ret(r_train, z, best, sort_by=sort_by)
+    sc = scaler.scaler
+    return {
+        "version": FIT_RECORD_VERSION,
+        "lb": np.asarray(clipper.lb, dtype=np.float64).tolist(),
+        "ub": np.asarray(clipper.ub, dtype=np.float64).tolist(),
+        "mean": np.asarray(sc.mean_, dtype=np.float64).tolist(),
+        "scale": np.asarray(sc.scale_, dtype=np.float64).tolist(),
+        "centers": np.asarray(best["centers_"], dtype=np.float64).tolist(),
+        "penalty": float(penalty),
+        "mean_return": np.atleast_1d(np.asarray(best["ret_"], dtype=np.float64)).tolist(),
+        "vol": np.atleast_1d(np.asarray(best["vol_"], dtype=np.float64)).tolist(),
+        "objective": float(best_val),
+    }
+
+
 def fit_key(settings: Mapping[str, Any], returns: np.ndarray, fit_date) -> str:
     """Cache key of one refit: the settings, the fit date and the exact training returns."""
     h = hashlib.sha256(json.dumps(dict(settings), sort_keys=True, default=str).encode())
@@ -637,10 +731,13 @@ def cached_walk_forward(
         key = fit_key(settings, r[first:i], dates[i])
         rec = cache.get(key)
         if rec is None:
-            prev = None if previous is None else FittedJumpModel(None, None, _warm_model(previous, n_states))
-            fm = fit_jump_model(x[first:i], r[first:i], penalty=penalty, n_states=n_states, clip_mul=clip_mul,
-                                n_init=n_init, random_state=random_state, sort_by=sort_by, previous=prev)
-            rec = fit_record(fm)
+            if n_states == 2:
+                rec = fast_fit_record(x[first:i], r[first:i], penalty=penalty, clip_mul=clip_mul, n_init=n_init,
+                                      random_state=random_state, sort_by=sort_by, previous=previous)
+            else:
+                prev = None if previous is None else FittedJumpModel(None, None, _warm_model(previous, n_states))
+                rec = fit_record(fit_jump_model(x[first:i], r[first:i], penalty=penalty, n_states=n_states, clip_mul=clip_mul,
+                                                n_init=n_init, random_state=random_state, sort_by=sort_by, previous=prev))
             new[key] = rec
         records.append(rec)
         fits.append({"key": key, "fit_date": str(dates[i]), "n_train": i - first, **rec})
