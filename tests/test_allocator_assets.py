@@ -339,9 +339,14 @@ def test_lag_at_every_rebalance(batch):
     method, wh = batch
     rs = table(wh, "risk_scalars")
     dates = rs["date"].to_list()
-    # rebalance dates computed here: the last trading day of each calendar month among the dates
-    months = [(d.year, d.month) for d in dates]
-    reb = [d for i, d in enumerate(dates) if i == len(dates) - 1 or months[i + 1] != months[i]]
+    # overlay dates computed here: the last trading day of each ISO week among the dates (the
+    # default overlay cadence is weekly)
+    weeks = [d.isocalendar()[:2] for d in dates]
+    reb = [d for i, d in enumerate(dates[:-1]) if weeks[i + 1] != weeks[i]]
+    # the last stored day closes its week only if the exchange's next session is in another week
+    nxt = pd.Timestamp(dates[-1]) + pd.Timedelta(days=1)
+    if not len(sessions_between(nxt, nxt + pd.Timedelta(days=7 - nxt.isoweekday()))):
+        reb.append(dates[-1])
     applied = table(wh, "applied_scalars")
     assert applied["date"].to_list() == reb
     scalar = dict(zip(dates, rs["risk_scalar"].to_list()))
@@ -351,7 +356,7 @@ def test_lag_at_every_rebalance(batch):
         assert row["source"] == "computed"
         assert row["source_date"] == reb[k - 1]
         assert row["risk_scalar_applied"] == scalar[reb[k - 1]]
-    assert list(rebalance_mask(np.array(dates, dtype="datetime64[D]"), "monthly")).count(True) == len(reb)
+    assert list(rebalance_mask(np.array(dates, dtype="datetime64[D]"), "weekly")).count(True) == len(reb)
 
 
 def test_override_is_recorded(tmp_path, full_source):
@@ -364,6 +369,10 @@ def test_override_is_recorded(tmp_path, full_source):
                           resources=resources, partition_key="2006").success
     applied = table(warehouse, "applied_scalars")
     over = applied.filter(pl.col("source") == "override")
-    assert over["date"].to_list() == [dt.date(2006, 1, 31), dt.date(2006, 2, 28), dt.date(2006, 3, 31)]
+    days = table(warehouse, "risk_scalars")["date"].to_list()
+    weeks = [d.isocalendar()[:2] for d in days]  # the weekly overlay dates of Q1 2006, computed here
+    q1 = [d for i, d in enumerate(days) if dt.date(2006, 1, 1) <= d <= dt.date(2006, 3, 31)
+          and (i == len(days) - 1 or weeks[i + 1] != weeks[i])]
+    assert over["date"].to_list() == q1 and len(q1) == 13
     assert applied.filter(pl.col("date") == dt.date(2006, 4, 28))["source"][0] == "computed"
     assert set(over["risk_scalar_applied"].to_list()) == {0.5} and set(over["reason"].to_list()) == {"committee hold"}

@@ -119,15 +119,17 @@ def test_full_history_in_one_refresh_run_equals_the_bundled_file(alloc_home):
     for table in ("latent_state", "regime_series", "risk_scalars"):
         got_dates = [str(d) for d in wh.query(f"SELECT date FROM {table} ORDER BY date")["date"].to_list()]
         assert got_dates == dates, table
-    # one rebalance per month, on its last trading day; the file's last month counts only if the
-    # file reaches that month's last NYSE session
-    last_of_month = {d[:7]: d for d in dates}
-    rebalances = list(last_of_month.values())
-    month_end = (pd.Timestamp(dates[-1]) + pd.offsets.MonthEnd(0)).strftime("%Y-%m-%d")
-    if len(sessions_between(pd.Timestamp(dates[-1]) + pd.Timedelta(days=1), month_end)):
+    # one overlay date per ISO week (the default cadence), on its last trading day; the file's last
+    # week counts only if the file reaches that week's last NYSE session
+    week_of = {d: pd.Timestamp(d).isocalendar()[:2] for d in dates}
+    last_of_week = {week_of[d]: d for d in dates}
+    rebalances = list(last_of_week.values())
+    last = pd.Timestamp(dates[-1])
+    week_end = (last + pd.Timedelta(days=7 - last.isoweekday())).strftime("%Y-%m-%d")
+    if len(sessions_between(last + pd.Timedelta(days=1), week_end)):
         rebalances = rebalances[:-1]
     applied = wh.query("SELECT date FROM applied_scalars ORDER BY date")["date"].to_list()
-    assert [str(d) for d in applied] == rebalances and len(rebalances) > 390
+    assert [str(d) for d in applied] == rebalances and len(rebalances) > 1700
     assert [str(d) for d in wh.query("SELECT date FROM scaled_backtest ORDER BY date")["date"].to_list()] == dates
     assert (alloc_home / "reports" / "risk_parity" / "two_pass_comparison.json").exists()
 

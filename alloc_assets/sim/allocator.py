@@ -522,7 +522,8 @@ def _hysteresis(label, dwell, probs, config: AllocatorConfig, xp):
         up = xp.where(q[k] >= h.enter, k, up)
         stay = xp.where((label >= k) & (q[k] >= h.exit), k, stay)
     cand = xp.maximum(up, stay)
-    move = (cand != label) & (dwell >= h.min_dwell_days)
+    # as core.regimes.hysteresis_labels: the dwell never delays an escalation into CRISIS (3)
+    move = (cand != label) & ((dwell >= h.min_dwell_days) | ((cand == 3) & (cand > label)))
     return xp.where(move, cand, label).astype(label.dtype), xp.where(move, 1, dwell + 1).astype(dwell.dtype)
 
 
