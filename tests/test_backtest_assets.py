@@ -180,3 +180,31 @@ def test_the_report_uses_the_cash_rate_as_risk_free_rate(history, precomputed):
         np.testing.assert_allclose(report["metrics"][book]["sortino"], empyrical.sortino_ratio(r, required_return=rf),
                                    rtol=1e-9)
         assert report["metrics"][book]["sharpe"] < empyrical.sharpe_ratio(r)
+
+
+def test_overlay_and_controls_have_no_look_ahead(history, precomputed, tmp_path):
+    """The same pipeline on the history cut at 2007-12-31 gives, for every day through the cut, the
+    same governed book (weekly overlay), the same baseline and the same vol_cap and jump_model
+    controls. (``exposure_matched`` is the exception by its definition: a constant at the governor's
+    mean exposure over the whole window, an evaluation control, not a tradeable rule.)"""
+    _, wh, _ = history
+    home = tmp_path / "cut"
+    cut_wh = DuckDBWarehouse(path=str(home / "warehouse.duckdb"))
+    resources = {"warehouse": cut_wh, "market_source": MarketDataSource(path=""),
+                 "landing": LandingZone(path=str(home / "landing")),
+                 "allocator": AllocatorSettings(overrides_file=str(home / "none.csv")),
+                 "backtest": BacktestSettings(reports_dir=str(home / "reports"))}
+    assets = [market_prices, *ALLOCATOR_ASSETS, *BACKTEST_ASSETS]
+    assert dg.materialize(assets, instance=dg.DagsterInstance.ephemeral(), resources=resources,
+                          tags=range_tags("2005", "2007")).success
+    cut = "2007-12-31"
+    for table in ("baseline_backtest", "scaled_backtest"):
+        full = wh.query(f"SELECT * FROM {table} WHERE date <= DATE '{cut}' ORDER BY date")
+        part = cut_wh.query(f"SELECT * FROM {table} ORDER BY date")
+        assert part.equals(full), table
+    ws_full = wh.query(f"SELECT * FROM weights_scaled WHERE date <= DATE '{cut}' ORDER BY date, symbol")
+    assert cut_wh.query("SELECT * FROM weights_scaled ORDER BY date, symbol").equals(ws_full)
+    for control in ("vol_cap", "jump_model"):
+        q = f"SELECT * FROM control_backtests WHERE control = '{control}' AND date <= DATE '{cut}' ORDER BY date"
+        assert cut_wh.query(q).equals(wh.query(q)), control
+    assert (wh.query("SELECT DISTINCT kind FROM weights_scaled")["kind"].sort().to_list() == ["overlay", "strategy"])
