@@ -13,6 +13,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 from alloc_assets.defs.allocator import ALLOCATOR_ASSETS
 from alloc_assets.defs.automation import catch_up_sensor, daily_schedule, new_market_data_sensor, run_watchdog_sensor
 from alloc_assets.defs.backtest import BACKTEST_ASSETS, BacktestSettings
+from alloc_assets.defs.calibration import regime_calibration
 from alloc_assets.defs.jobs import derive_job, refresh_job
 from alloc_assets.defs.market import market_prices
 from alloc_assets.defs.sim import SIM_ASSETS, SimulationSettings
@@ -31,7 +32,7 @@ RESOURCES = {
 }
 
 defs = dg.Definitions(
-    assets=[market_prices, *ALLOCATOR_ASSETS, *BACKTEST_ASSETS, *SIM_ASSETS],
+    assets=[market_prices, *ALLOCATOR_ASSETS, *BACKTEST_ASSETS, regime_calibration, *SIM_ASSETS],
     jobs=[refresh_job, derive_job],
     schedules=[daily_schedule],
     sensors=[new_market_data_sensor, catch_up_sensor, run_watchdog_sensor],
