@@ -188,6 +188,7 @@ def test_overlay_and_controls_have_no_look_ahead(history, precomputed, tmp_path)
     controls. (``exposure_matched`` is the exception by its definition: a constant at the governor's
     mean exposure over the whole window, an evaluation control, not a tradeable rule.)"""
     _, wh, _ = history
+    run_backtests(history, "precomputed")  # other tests leave other settings' tables in the shared warehouse
     home = tmp_path / "cut"
     cut_wh = DuckDBWarehouse(path=str(home / "warehouse.duckdb"))
     resources = {"warehouse": cut_wh, "market_source": MarketDataSource(path=""),

@@ -18,6 +18,13 @@ from resources.allocator import AllocatorSettings
 from resources.warehouse import DuckDBWarehouse
 
 TABLE = "regime_calibration"
+_SHARES = ("normal", "elevated", "stress", "crisis")
+SCHEMA = {"year": pl.Int64, "calibrated_on": pl.String, "history_days": pl.Int64,
+          **{c: pl.Float64 for c in ("tau_elevated", "tau_stress", "tau_crisis",
+                                      "layer_tau_elevated", "layer_tau_stress", "layer_tau_crisis")},
+          "dwell": pl.Int64, "past_transitions_per_year": pl.Float64, "days": pl.Int64,
+          **{f"score_share_{k}": pl.Float64 for k in _SHARES}, **{f"label_share_{k}": pl.Float64 for k in _SHARES},
+          "label_transitions_per_year": pl.Float64}
 
 
 @dg.asset(
@@ -51,10 +58,10 @@ def regime_calibration(context: dg.AssetExecutionContext, warehouse: DuckDBWareh
         "layer_tau_elevated": r.layer_thresholds[0], "layer_tau_stress": r.layer_thresholds[1],
         "layer_tau_crisis": r.layer_thresholds[2], "dwell": r.dwell,
         "past_transitions_per_year": r.past_transitions_per_year, "days": r.days,
-        **{f"score_share_{k}": v for k, v in zip(("normal", "elevated", "stress", "crisis"), r.score_shares)},
-        **{f"label_share_{k}": v for k, v in zip(("normal", "elevated", "stress", "crisis"), r.label_shares)},
+        **{f"score_share_{k}": v for k, v in zip(_SHARES, r.score_shares)},
+        **{f"label_share_{k}": v for k, v in zip(_SHARES, r.label_shares)},
         "label_transitions_per_year": r.label_transitions_per_year,
-    } for r in rows])
+    } for r in rows], schema=SCHEMA)  # no row before two years of scores
     summary = jsonable(calibration_summary(rows))
     with warehouse.session():
         warehouse.replace_table(TABLE, frame)
