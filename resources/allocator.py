@@ -31,7 +31,7 @@ class AllocatorSettings(dg.ConfigurableResource):
     the first day instead of mixing two configurations).
     """
 
-    regime_method: str = Field(default="stress_score", description="stress_score | hmm")
+    regime_method: str = Field(default="stress_score", description="stress_score | hmm | jump_model")
     enter_threshold: float = Field(default=0.6, description="P(regime or worse) needed to enter a worse regime")
     exit_threshold: float = Field(default=0.4, description="P(regime or worse) below which the label may improve")
     min_dwell_days: int = Field(default=5, description="Minimum days in a label before it may change")

@@ -72,6 +72,7 @@ class RegimeMethod(str, Enum):
 
     STRESS_SCORE = "stress_score"
     HMM = "hmm"
+    JUMP_MODEL = "jump_model"
 
 
 class Cadence(str, Enum):
@@ -533,7 +534,8 @@ def _hmm_rows(state: StateFrame, start: int, cfg: HMMConfig, carry: dict | None,
 
 
 def compute_regimes(
-    state: StateFrame, config: RegimeConfig = RegimeConfig(), carry: dict | None = None
+    state: StateFrame, config: RegimeConfig = RegimeConfig(), carry: dict | None = None,
+    jump_states: np.ndarray | None = None,
 ) -> tuple[RegimeFrame, dict]:
     """Regime probabilities and labels for the rows of ``state`` after the carry's date.
 
@@ -545,6 +547,12 @@ def compute_regimes(
         first date the carry has seen). The stress score needs only the new rows.
     config : ``RegimeConfig``; must stay the same along one history.
     carry : the regime carry after the previous date, or None to start at ``state``'s first row.
+    jump_states : for ``RegimeMethod.JUMP_MODEL`` only: (T,) the peer model's online state of each
+        row of ``state`` (``core.jump_model.cached_walk_forward`` on the benchmark's returns: 0 bull,
+        1 bear, -1 before its first fit), each computed from data through its own date. A bull day
+        has P(NORMAL) = 1, a bear day P(CRISIS) = 1 (the two-state model mapped onto the ends of the
+        scalar range, as the report's ``jump_model`` control); before the first fit the stress-score
+        probabilities stand in (``source = "jump_model_prior"``). The hysteresis applies as usual.
 
     Returns
     -------
@@ -583,6 +591,18 @@ def compute_regimes(
     if method is RegimeMethod.STRESS_SCORE:
         probs = sc["probs"]
         source = np.full(m, RegimeMethod.STRESS_SCORE.value, dtype=object)
+        fit_dates = np.full(m, np.datetime64("NaT"), dtype="datetime64[D]")
+        new_hmm = None
+    elif method is RegimeMethod.JUMP_MODEL:
+        if jump_states is None or len(jump_states) != len(dates):
+            raise ValueError("the jump_model method needs jump_states, one per state row (core.jump_model.cached_walk_forward)")
+        js = np.asarray(jump_states, dtype=np.int64)[start:]
+        onehot = np.zeros((m, 4))
+        onehot[js == 0, int(Regime.NORMAL)] = 1.0
+        onehot[js == 1, int(Regime.CRISIS)] = 1.0
+        fitted = js >= 0
+        probs = np.where(fitted[:, None], onehot, sc["probs"])
+        source = np.where(fitted, RegimeMethod.JUMP_MODEL.value, "jump_model_prior").astype(object)
         fit_dates = np.full(m, np.datetime64("NaT"), dtype="datetime64[D]")
         new_hmm = None
     else:

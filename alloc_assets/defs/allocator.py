@@ -24,7 +24,18 @@ from alloc_assets.core.panel import PricePanel
 from alloc_assets.core.regimes import PROBABILITY_COLUMNS, compute_regimes, regime_statistics
 from alloc_assets.core.scalars import applied_scalars as compute_applied
 from alloc_assets.core.scalars import risk_scalars as compute_risk_scalars
-from alloc_assets.defs.common import SINGLE_RUN, history_span, WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, column_schema, raise_on_blocking
+from alloc_assets.defs.common import (
+    JUMP_FITS_TABLE,
+    SINGLE_RUN,
+    WAREHOUSE_POOL,
+    WAREHOUSE_RETRY,
+    benchmark_jump_states,
+    check_result,
+    column_schema,
+    history_span,
+    new_fit_rows,
+    raise_on_blocking,
+)
 from alloc_assets.schemas import (
     APPLIED_CHECKS,
     CHECK_LAG,
@@ -329,8 +340,10 @@ def regime_series(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse,
 
     Method (resource ``allocator.regime_method``): ``stress_score`` (default; weighted standardised
     features with statistics known at the date, thresholds at walk-forward quantiles of the score's
-    own past) or ``hmm`` (4-state Gaussian HMM, forward-filtered, refit walk-forward on an expanding
-    window, states ordered by volatility). ``contrib_*`` columns hold each feature's contribution to
+    own past), ``hmm`` (4-state Gaussian HMM, forward-filtered, refit walk-forward on an expanding
+    window, states ordered by volatility) or ``jump_model`` (a peer's statistical jump model on the
+    benchmark's returns, refitted walk-forward, online inference only: bull -> NORMAL, bear ->
+    CRISIS; refits cached in ``jump_model_fits``). ``contrib_*`` columns hold each feature's contribution to
     the stress score: why the allocator de-risked.
     """
     with warehouse.session():  # one DuckDB connection for the whole step
@@ -342,9 +355,15 @@ def regime_series(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse,
             return
         start, end, from_date, carry = plan.start, plan.through, plan.compute_from, plan.carry
         hmm = cfg.method.value == "hmm"
-        state = _load_state(warehouse, first if (hmm and carry is not None) else from_date, end)
+        jump = cfg.method.value == "jump_model"
+        state = _load_state(warehouse, first if ((hmm or jump) and carry is not None) else from_date, end)
         _require_complete([dt.date.fromisoformat(str(d)) for d in state.dates], from_date, end, "latent_state", "regime_series")
-        frame_all, checkpoints = regimes_in_pieces(state, cfg, carry, start)
+        jump_states = None
+        if jump:  # the peer model's online states from the benchmark (refits cached in jump_model_fits)
+            jump_states, fits, new_fits = benchmark_jump_states(warehouse, state.dates)
+            if new_fits:
+                warehouse.append_rows(JUMP_FITS_TABLE, new_fit_rows(fits, new_fits), "false", [])
+        frame_all, checkpoints = regimes_in_pieces(state, cfg, carry, start, jump_states)
         frame = _window_filter(frame_all, start, end)
         frame = frame.with_columns(early_warning(frame).alias("early_warning"))
         outcomes = [pandera_outcome(CHECK_PROBABILITIES, REGIME_CHECKS, RegimeSeries, frame)]
@@ -409,7 +428,8 @@ def _recent_labels(warehouse: DuckDBWarehouse, start: dt.date, frame: pl.DataFra
     return np.array(labels[-252:])
 
 
-def regimes_in_pieces(state: StateFrame, cfg, carry: dict | None, start: dt.date) -> tuple[pl.DataFrame, dict]:
+def regimes_in_pieces(state: StateFrame, cfg, carry: dict | None, start: dt.date,
+                      jump_states: np.ndarray | None = None) -> tuple[pl.DataFrame, dict]:
     """Regimes for the rows after the carry, computed piece by piece between month ends so that the
     carry at every month end (and at the last date) is stored: a later run can resume from any of
     them. One pass in total; the pieces give the same rows as one call (tested in the core)."""
@@ -422,8 +442,10 @@ def regimes_in_pieces(state: StateFrame, cfg, carry: dict | None, start: dt.date
     hmm = cfg.method.value == "hmm"
     frames, checkpoints, cur, lo = [], {}, carry, begin
     for cut in cuts:
-        piece = state.slice(0 if hmm else lo, int(cut) + 1)
-        frame, cur = compute_regimes(piece, cfg, cur)
+        first_row = 0 if hmm else lo
+        piece = state.slice(first_row, int(cut) + 1)
+        js = None if jump_states is None else jump_states[first_row:int(cut) + 1]
+        frame, cur = compute_regimes(piece, cfg, cur, js)
         frames.append(frame.to_pandas())
         day = dt.date.fromisoformat(str(dates[cut]))
         if day >= start or cut == cuts[-1]:

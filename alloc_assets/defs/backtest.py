@@ -22,7 +22,7 @@ from alloc_assets.core.report import REPORT_KEYS, AuditInputs, build_report, jso
 from alloc_assets.core.scalars import applied_scalars as compute_applied
 from alloc_assets.core.strategies import get_profile, profile_weights
 from alloc_assets.defs.allocator import load_panel
-from alloc_assets.defs.common import SINGLE_RUN, history_span, WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, column_schema, raise_on_blocking
+from alloc_assets.defs.common import JUMP_FITS_TABLE, SINGLE_RUN, jump_fit_rows, new_fit_rows, history_span, WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, column_schema, raise_on_blocking
 from alloc_assets.schemas import (
     BACKTEST_CHECKS,
     CHECK_BACKTEST_FINITE,
@@ -343,21 +343,6 @@ def _benchmark_returns(warehouse: DuckDBWarehouse, dates: np.ndarray, panel) -> 
     return out, str(name)
 
 
-JUMP_FITS_TABLE = "jump_model_fits"
-
-
-_FITS_SCHEMA = {"key": pl.String, "fit_date": pl.String, "record": pl.String}
-
-
-def _jump_fit_rows(warehouse: DuckDBWarehouse) -> pl.DataFrame:
-    """The cached jump-model refits (``key, fit_date, record``): each a pure function of its
-    settings and training returns (the key hashes both), so a restated day only misses the keys
-    whose training data it is part of."""
-    if not warehouse.table_exists(JUMP_FITS_TABLE):
-        return pl.DataFrame(schema=_FITS_SCHEMA)
-    return warehouse.query(f"SELECT key, fit_date, record FROM {JUMP_FITS_TABLE}").cast(_FITS_SCHEMA)
-
-
 def control_scalars(dates: np.ndarray, base: BacktestResult, first: int, governor_daily: np.ndarray,
                     bench_returns: np.ndarray, allocator: AllocatorSettings,
                     jump_cache: dict[str, dict]) -> tuple[dict[str, np.ndarray], dict[str, dict], dict[str, dict], list[dict]]:
@@ -416,7 +401,7 @@ def control_backtests(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
         governor = scalar_in_force(panel.dates, a_dates, a_vals, allocator.apply_missing_scalar_as)
         first = int(idx[0]) if idx.size else len(panel.dates)
         bench_r, _ = _benchmark_returns(warehouse, panel.dates, panel)
-        cached = _jump_fit_rows(warehouse)
+        cached = jump_fit_rows(warehouse)
         cache = {k: json.loads(v) for k, v in zip(cached["key"].to_list(), cached["record"].to_list())}
         risk, settings, new_fits, fits = control_scalars(panel.dates, base, first, governor, bench_r, allocator, cache)
         cfg = allocator.apply_config()
@@ -432,11 +417,7 @@ def control_backtests(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
         frame = pl.concat(frames)
         outcomes = [_backtest_outcome(frame)]
         yield from raise_on_blocking(context, outcomes, asset=CONTROL_TABLE)
-        added = pl.DataFrame({"key": [f["key"] for f in fits if f["key"] in new_fits],
-                              "fit_date": [f["fit_date"] for f in fits if f["key"] in new_fits],
-                              "record": [json.dumps(new_fits[f["key"]]) for f in fits if f["key"] in new_fits]},
-                             schema=_FITS_SCHEMA)
-        cached = pl.concat([cached, added])
+        cached = pl.concat([cached, new_fit_rows(fits, new_fits)])
         if not new_fits:
             warehouse.replace_table(CONTROL_TABLE, frame)
         else:  # the controls and the cache of jump-model refits in one transaction
