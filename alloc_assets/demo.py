@@ -118,6 +118,10 @@ def main() -> int:
     print(comparison_table(report))
     print(f"\n{headline_line(report)}")
     print(today_line(report))
+    ex = report.get("exposure") or {}
+    if ex.get("baseline"):
+        print(f"gross exposure (mean): baseline {ex['baseline']['mean']:.2f}, scaled {ex['scaled']['mean']:.2f}; "
+              + "; ".join(ex.get("limits_rule") or []))
     print("\ndrawdown episodes of the baseline deeper than 15 % (depth of each book; first cut vs the trough):")
     print(episodes_table(report))
     sig = report.get("significance") or {}

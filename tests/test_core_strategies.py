@@ -320,7 +320,7 @@ def test_min_change_band_is_on_the_drifted_weights():
 
 
 # five names, equal weight capped at 0.19 (0.05 in cash); rebalances at rows 3 and 10
-_CAP = st.RiskLimits(max_weight=0.19, max_sector_weight=None, max_total_risk=None)
+_CAP = st.RiskLimits(max_weight=0.19, max_sector_weight=None, max_total_risk=None, fit_to_universe=False)  # binding on purpose
 _HELD = np.array([True, True, False, False, True])
 
 
@@ -562,3 +562,30 @@ def test_reallocate_many_sleeves(bundled):
     inp = st.sleeve_inputs(returns, idx, sid, n_sleeves=3000)
     w = st.reallocate_sleeves(inp.cov, inp.universe, inp.prev, sid, cov_index=inp.cov_index)
     assert w.shape == (3000, 20)
+
+
+def test_caps_fit_small_universes_and_say_so():
+    """Issue 14, item 4: N x cap < 1 must not leave the book in cash silently, and N x cap = 1 must
+    not force equal weights: a cap under twice the equal share is raised to min(1, 2 / K)."""
+    from alloc_assets.core.strategies import RiskLimits, limits_for_universe
+
+    lim = RiskLimits(max_weight=0.20, max_sector_weight=0.30)
+    same, notes = limits_for_universe(lim, 20, 7)
+    assert same == lim and notes == ()
+    two, notes = limits_for_universe(lim, 2, 2)
+    assert two.max_weight == 1.0 and two.max_sector_weight == 1.0 and len(notes) == 2
+    assert "cash" in notes[0] and "2 / 2 names" in notes[0]
+    five, notes = limits_for_universe(lim, 5, 5)
+    assert five.max_weight == pytest.approx(0.4) and "equal weights" in notes[0]
+    # end to end on two and on five assets: the risk-parity book is fully invested and, with
+    # unequal volatilities, not equal-weighted
+    rng = np.random.default_rng(8)
+    for n in (2, 5):
+        vols = np.linspace(0.006, 0.02, n)
+        r = rng.normal(0.0003, vols, (600, n))
+        r[0] = np.nan
+        idx = np.arange(150, 600, 21)
+        out = st.weights_raw(r, idx, st.DEFAULT_PROFILE)
+        assert (out.target.sum(axis=1) > 0.95).all(), n  # the min_change band may leave a sliver in cash
+        assert out.target[-1].max() - out.target[-1].min() > 0.05, n  # not forced to equal weight
+        assert out.limit_notes and out.limits.max_weight == pytest.approx(min(1.0, 2 / n))

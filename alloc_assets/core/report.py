@@ -502,6 +502,7 @@ def _audit_markdown(report: Mapping) -> list[str]:
                   _md_table(("book", "mean", "min", "max", "days with > 1 % cash"),
                             [(b, _num(ex[b]["mean"], ".3f"), _num(ex[b]["min"], ".3f"), _num(ex[b]["max"], ".3f"),
                               f"{100 * ex[b]['cash_over_1pct_share']:.0f} %") for b in ("baseline", "scaled") if b in ex]), ""]
+        parts += [f"Caps: {note}" for note in ex.get("limits_rule") or []] + ([""] if ex.get("limits_rule") else [])
     return parts
 
 

@@ -73,6 +73,7 @@ ERC of the diagonal, i.e. inverse volatility.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
@@ -124,11 +125,14 @@ class RiskLimits:
         the regime governor is the crisis de-risker under audit, and a volatility cap inside the
         baseline would do part of its job and blur the two-pass comparison (on the bundled data a
         0.35 cap binds at 4 % of month ends, in 2008-09 and 2020, and cuts the equal-weight book to 60 %).
+    fit_to_universe : raise a cap tighter than twice the equal share of its universe
+        (:func:`limits_for_universe`); False keeps the caps exactly as configured.
     """
 
     max_weight: float | None = 0.20
     max_sector_weight: float | None = 0.30
     max_total_risk: float | None = None
+    fit_to_universe: bool = True
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,8 @@ class StrategyWeights:
     trade_idx: np.ndarray
     trade_target: np.ndarray
     trade_source: np.ndarray
+    limits: RiskLimits | None = None
+    limit_notes: tuple[str, ...] = ()
 
     def scalars_for_trades(self, scalars: np.ndarray) -> np.ndarray:
         """Per-rebalance scalars (R,) expanded to the trade dates (M,)."""
@@ -240,6 +246,36 @@ class StrategyWeights:
         if s.shape != self.rebalance_idx.shape:
             raise ValueError(f"scalars shape {s.shape} != rebalance dates {self.rebalance_idx.shape}")
         return s[self.trade_source]
+
+
+def limits_for_universe(limits: RiskLimits, n_names: int, n_sectors: int) -> tuple[RiskLimits, tuple[str, ...]]:
+    """Caps that fit the universe: a cap tighter than twice the equal share of its universe is
+    raised to ``min(1, 2 / K)`` (K names, or K sectors for the sector cap).
+
+    With K names and a cap c, ``K c < 1`` leaves part of the book in cash whatever the signal, and
+    ``K c = 1`` forces exactly equal weights (a small universe of 5 ETFs at a 20 % cap); at
+    ``c = 2 / K`` the cap still bounds concentration at twice the equal share. The bundled 20 names
+    (cap 20 % >= 10 %) in 7 sectors (cap 30 % >= 28.6 %) keep their configured caps.
+
+    Returns
+    -------
+    (limits in force, one note per raised cap; empty when the caps fit as configured)
+    """
+    if not limits.fit_to_universe:
+        return limits, ()
+    notes = []
+    mw, ms = limits.max_weight, limits.max_sector_weight
+    if mw is not None and n_names > 0 and mw < min(1.0, 2.0 / n_names):
+        new = min(1.0, 2.0 / n_names)
+        notes.append(f"max single weight raised from {100 * mw:.0f} % to {100 * new:.0f} % (2 / {n_names} names): "
+                     f"{n_names} x {100 * mw:.0f} % {'< 100 % would leave the book in cash' if n_names * mw < 1 - 1e-12 else 'would force equal weights'}")
+        mw = new
+    if ms is not None and n_sectors > 0 and ms < min(1.0, 2.0 / n_sectors):
+        new = min(1.0, 2.0 / n_sectors)
+        notes.append(f"max sector weight raised from {100 * ms:.0f} % to {100 * new:.0f} % (2 / {n_sectors} sectors): "
+                     f"{n_sectors} x {100 * ms:.0f} % {'< 100 % would leave the book in cash' if n_sectors * ms < 1 - 1e-12 else 'would force equal sector weights'}")
+        ms = new
+    return replace(limits, max_weight=mw, max_sector_weight=ms), tuple(notes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -881,6 +917,9 @@ def weights_raw(
     sid = np.arange(n) if sector_id is None else np.asarray(sector_id, dtype=np.int64)
     if sid.shape != (n,):
         raise ValueError(f"sector_id shape {sid.shape} != ({n},)")
+    fitted, notes = limits_for_universe(profile.limits, n, int(np.unique(sid).size))
+    if notes:
+        profile = dataclasses.replace(profile, limits=fitted)
     raw = raw_weights(r, idx, profile)
     risk_cov = None
     if profile.limits.max_total_risk is not None and idx.size:
@@ -888,8 +927,9 @@ def weights_raw(
         # too little history to judge risk: no cap (zero covariance gives zero ex-ante vol)
         risk_cov = np.where((n_obs >= max(profile.min_history, 2))[:, None, None], risk_cov, 0.0)
     limited = apply_risk_limits(raw, sid, profile.limits, risk_cov)
-    return _transition_path(r, idx, limited, profile.transition, sid, profile.limits, risk_cov,
-                            daily_rate(cash_rate_annual, PERIODS_PER_YEAR))
+    out = _transition_path(r, idx, limited, profile.transition, sid, profile.limits, risk_cov,
+                           daily_rate(cash_rate_annual, PERIODS_PER_YEAR))
+    return dataclasses.replace(out, limits=profile.limits, limit_notes=notes)
 
 
 def _transition_path(

@@ -58,6 +58,10 @@ class BacktestSettings(dg.ConfigurableResource):
         return Path(self.reports_dir or default_reports_dir())
 
 
+def _pct(x: float | None) -> str:
+    return "off" if x is None else f"{100 * x:.0f} %"
+
+
 def _specs(asset: str, checks: dict) -> list[dg.AssetCheckSpec]:
     return [dg.AssetCheckSpec(name, asset=asset, description=desc, blocking=sev == "ERROR")
             for name, (sev, desc) in checks.items()]
@@ -167,9 +171,13 @@ def weights_raw(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, b
         yield from raise_on_blocking(context, outcomes, asset="weights_raw")
         warehouse.replace_table("weights_raw", frame)
         last = frame.filter(pl.col("date") == frame["date"].max()).sort("weight", descending=True)
+        lim = sw.limits or profile.limits
+        rule = list(sw.limit_notes) or [
+            f"caps as configured: max single weight {_pct(lim.max_weight)}, max sector weight {_pct(lim.max_sector_weight)}"]
         yield dg.MaterializeResult(metadata={
             "dagster/row_count": frame.height,
             "profile": profile.name,
+            "limits_rule": dg.MetadataValue.json(rule),
             "trade_dates": int(len(sw.trade_idx)),
             "last_weights": dg.MetadataValue.md("| symbol | weight |\n|---|---:|\n" + "\n".join(
                 f"| {s} | {w:.4f} |" for s, w in zip(last["symbol"], last["weight"]))),
@@ -523,6 +531,8 @@ def comparison_report(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
     report = build_report(dates, _result_from_table(base), _result_from_table(scaled), scalar_dates, scalars, labels,
                           profile=backtest.profile, mode=backtest.allocator_mode, allocator_config=config,
                           risk_free=daily_rate(backtest.cash_rate), audit=audit)
+    if report.get("exposure") is not None:  # the rule that set the caps of this universe
+        report["exposure"]["limits_rule"] = list(_latest_metadata(context, "weights_raw", "limits_rule") or [])
     out_dir = backtest.reports_root() / backtest.profile
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / "two_pass_comparison.json", out_dir / "two_pass_comparison.md"
@@ -551,15 +561,20 @@ def comparison_report(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
         yield check_result(o, "comparison_report")
 
 
-def _control_settings(context, allocator: AllocatorSettings) -> dict:
-    """The settings each control was run with (from the latest ``control_backtests`` materialization)."""
+def _latest_metadata(context, asset: str, key: str):
+    """A metadata value of an upstream asset's latest materialization (None if there is none)."""
     try:
-        ev = context.instance.get_latest_materialization_event(dg.AssetKey(CONTROL_TABLE))
-    except Exception:  # noqa: BLE001 - an instance without the event: the settings are then unknown
+        ev = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
+    except Exception:  # noqa: BLE001 - an instance without the event: the value is then unknown
         ev = None
     md = ev.asset_materialization.metadata if ev is not None and ev.asset_materialization else {}
-    value = md.get("controls")
-    return dict(value.value) if value is not None else {}
+    value = md.get(key)
+    return None if value is None else value.value
+
+
+def _control_settings(context, allocator: AllocatorSettings) -> dict:
+    """The settings each control was run with (from the latest ``control_backtests`` materialization)."""
+    return dict(_latest_metadata(context, CONTROL_TABLE, "controls") or {})
 
 
 REPORT_FIGURES = ("equity", "drawdown", "scalar", "regime_probabilities", "exposure", "episodes")
