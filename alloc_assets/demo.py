@@ -118,6 +118,9 @@ def main() -> int:
     print(comparison_table(report))
     print(f"\n{headline_line(report)}")
     print(today_line(report))
+    data = report.get("data") or {}
+    print(f"benchmark: {data.get('benchmark') or 'none'}; sectors: {data.get('sectors', 0)}"
+          + "".join(f"\n  fallback: {f}" for f in data.get("fallbacks") or []))
     ex = report.get("exposure") or {}
     if ex.get("baseline"):
         print(f"gross exposure (mean): baseline {ex['baseline']['mean']:.2f}, scaled {ex['scaled']['mean']:.2f}; "

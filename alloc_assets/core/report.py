@@ -22,6 +22,7 @@ Report keys (the contract; :data:`REPORT_KEYS`)::
     exposure {baseline, scaled: {mean, min, max, cash_over_1pct_share}, yearly}
     today {date, regime, probabilities, scalar_in_force, next_scalar, early_warning}
     headline {maxdd_gain_pts, cagr_cost_pts, sharpe_change}
+    data {benchmark, sectors, fallbacks}       added by the asset: what the run used, fallbacks stated
 
 The audit sections are built by :mod:`alloc_assets.core.audit` (definitions there).
 
@@ -80,6 +81,7 @@ REPORT_KEYS: tuple[str, ...] = (
     "exposure",
     "today",
     "headline",
+    "data",
 )
 USAGE_KEYS: tuple[str, ...] = ("rebalances", "scaled_rebalances", "scaled_fraction", "scalar_mean", "scalar_min", "scalar_max")
 TOP_EVENTS = 10
@@ -254,6 +256,7 @@ def build_report(
         "top_derisk_events": top_derisk_events(s_dates, s, regimes_at),
         "verdict": verdict(evidence, thresholds),
         **sections,
+        "data": {},  # filled by the asset: benchmark and sectors used, fallbacks
     }
     return jsonable(report)
 

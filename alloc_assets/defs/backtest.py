@@ -531,6 +531,7 @@ def comparison_report(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
     report = build_report(dates, _result_from_table(base), _result_from_table(scaled), scalar_dates, scalars, labels,
                           profile=backtest.profile, mode=backtest.allocator_mode, allocator_config=config,
                           risk_free=daily_rate(backtest.cash_rate), audit=audit)
+    report["data"] = _data_fallbacks(warehouse, bench)
     if report.get("exposure") is not None:  # the rule that set the caps of this universe
         report["exposure"]["limits_rule"] = list(_latest_metadata(context, "weights_raw", "limits_rule") or [])
     out_dir = backtest.reports_root() / backtest.profile
@@ -559,6 +560,21 @@ def comparison_report(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
     })
     for o in outcomes:
         yield check_result(o, "comparison_report")
+
+
+def _data_fallbacks(warehouse: DuckDBWarehouse, bench) -> dict:
+    """Which benchmark and sectors the run used, and every fallback taken for a missing one (stated,
+    never silent)."""
+    with warehouse.session(read_only=True):
+        n_sectors = (warehouse.query("SELECT count(DISTINCT sector) AS n FROM market_sectors")["n"][0]
+                     if warehouse.table_exists("market_sectors") else 0)
+    fallbacks = []
+    if bench is None:
+        fallbacks.append("no benchmark in the market data: the latent state uses the equal-weight index of the "
+                         "universe and the report has no benchmark column")
+    if not n_sectors:
+        fallbacks.append("no sectors file: each name is its own sector (the sector cap acts as a second single-name cap)")
+    return {"benchmark": None if bench is None else bench[1], "sectors": int(n_sectors or 0), "fallbacks": fallbacks}
 
 
 def _latest_metadata(context, asset: str, key: str):
