@@ -218,3 +218,17 @@ def test_matches_quantstats_drawdown_details_on_a_random_walk(seed):
     assert [tuple(x) for x in find_drawdown_episodes(dates, equity)] == [
         (e.peak_idx, e.trough_idx, e.recovery_idx) for e in eps]
     assert all(isinstance(e, Episode) for e in eps)
+
+
+def test_a_cut_carried_into_the_episode_dates_from_when_it_was_made():
+    """Review finding: a scalar already below 1 at the peak is not a cut 'at the peak'; it dates
+    from the first day of its spell (negative days from the peak)."""
+    from alloc_assets.core.episodes import drawdown_episodes
+
+    eq = np.array([1.0, 1.05, 1.1, 1.2, 1.0, 0.9, 0.95, 1.21])  # peak on day 3, trough day 5, recovery day 7
+    dates = np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-01-09"))
+    scalar = np.array([1.0, 0.85, 0.85, 0.85, 0.85, 0.7, 1.0, 1.0])  # cut on day 1, before the peak
+    (ep,) = drawdown_episodes(dates, eq, {}, scalar, 0.15)
+    assert (ep.peak_idx, ep.trough_idx) == (3, 5)
+    assert ep.derisk_days_from_peak == 1 - 3 and ep.derisk_days_from_trough == 1 - 5
+    assert ep.scalar_at_peak == 0.85 and ep.to_json()["scalar_at_peak"] == 0.85

@@ -389,3 +389,21 @@ def test_fast_fit_equals_the_package_fit_bit_for_bit(synth):
     prev_fm = jm.fit_jump_model(rows[:500], rets[:500], n_init=2)
     warm_ref = jm.fit_record(jm.fit_jump_model(rows, rets, n_init=2, previous=prev_fm))
     assert jm.fast_fit_record(rows, rets, n_init=2, previous=jm.fit_record(prev_fm)) == warm_ref
+
+
+def test_review_findings_warmup_returns_are_in_the_key_and_nan_centres_are_unreachable(synth):
+    dates, r = synth[0], synth[1]
+    _, _, cache, fits = jm.cached_walk_forward(dates, r, None, **FAST)
+    restated = r.copy()
+    restated[5] *= 2.0  # inside the features' warm-up, before the first usable row
+    _, _, new, _ = jm.cached_walk_forward(dates, restated, cache, **FAST)
+    assert len(new) == len(fits)  # every refit's training features changed: nothing stale is reused
+    x, _ = jm.jump_features(r)
+    rows = x[100:400]
+    fm = jm.fit_jump_model(rows, r[100:400], n_init=2)
+    rec = jm.fit_record(fm)
+    rec["centers"][0] = [float("nan")] * len(rec["centers"][0])
+    fm.model.centers_ = np.asarray(rec["centers"])
+    ref, _ = jm.online_inference(fm, rows)
+    np.testing.assert_array_equal(jm.online_states_many(rows, [rec])[:, 0], ref)
+    assert (ref == 1).all()

@@ -64,6 +64,7 @@ def episodes_block(dates: np.ndarray, books: Mapping[str, BacktestResult], gover
             "first_derisk_days_from_trough": j["derisk_days_from_trough"],
             "derisk_share_before_trough": j["derisk_before_trough_share"],
             "length_days": j["length_days"],
+            "scalar_at_peak": j["scalar_at_peak"],
         })
     return out
 

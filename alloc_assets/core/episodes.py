@@ -70,7 +70,8 @@ class Episode:
         First date in ``[peak, recovery-or-end]`` on which the scalar is below ``1 - 1e-9``;
         ``None`` when it never is.
     derisk_days_from_peak : int or None
-        Trading days from the peak to ``first_derisk_date`` (``>= 0``).
+        Trading days from the peak to ``first_derisk_date`` (negative when the cut in force at the
+        peak began before it).
     derisk_days_from_trough : int or None
         Trading days from the trough to ``first_derisk_date`` (negative: de-risked before the trough).
     derisk_before_trough_share : float or None
@@ -93,6 +94,7 @@ class Episode:
     derisk_days_from_trough: int | None
     derisk_before_trough_share: float | None
     length_days: int
+    scalar_at_peak: float | None = None
 
     @property
     def recovered(self) -> bool:
@@ -121,6 +123,7 @@ class Episode:
             "derisk_days_from_trough": None if self.derisk_days_from_trough is None else int(self.derisk_days_from_trough),
             "derisk_before_trough_share": _finite_or_none(self.derisk_before_trough_share),
             "length_days": int(self.length_days),
+            "scalar_at_peak": _finite_or_none(self.scalar_at_peak),
         }
 
 
@@ -249,7 +252,9 @@ def drawdown_episodes(dates: Sequence[Any] | np.ndarray, baseline_equity: Sequen
       ``"baseline"``, equal to ``baseline[v] / baseline[p] - 1``) and for each curve ``x`` of
       ``others``; ``x[-1]`` is the initial wealth 1.0.
     * ``first_derisk_date``: the first date ``t`` in ``[max(p, 0), E]`` with
-      ``scalar[t] < 1 - 1e-9``; ``derisk_days_from_peak = t - p`` (``>= 0``) and
+      ``scalar[t] < 1 - 1e-9``, moved back to the first day of its spell when the scalar was
+      already below 1 at the peak (a cut carried into the episode dates from when it was made, not
+      from the peak); ``derisk_days_from_peak = t - p`` (negative for such a cut) and
       ``derisk_days_from_trough = t - v`` (negative when before the trough); all ``None`` if none.
     * ``derisk_before_trough_share = sum_{t in [p, v)} d_t / sum_{t in [p, E]} d_t`` with
       ``d_t = max(0, 1 - scalar[t])`` (a non-finite scalar counts as no de-risking, ``d_t = 0``; the
@@ -303,6 +308,9 @@ def drawdown_episodes(dates: Sequence[Any] | np.ndarray, baseline_equity: Sequen
         hits = np.flatnonzero(derisked[lo: end + 1])
         if hits.size:
             t = lo + int(hits[0])
+            if t == lo:  # a cut already in force at the peak dates from the start of its spell
+                while t > 0 and derisked[t - 1]:  # (before the peak: negative days from the peak)
+                    t -= 1
             first_date: np.datetime64 | None = d[t]
             from_peak: int | None = t - p
             from_trough: int | None = t - v
@@ -315,6 +323,7 @@ def drawdown_episodes(dates: Sequence[Any] | np.ndarray, baseline_equity: Sequen
         episodes.append(Episode(
             peak=d[lo], trough=d[v], recovery=None if r is None else d[r],
             peak_idx=p, trough_idx=v, recovery_idx=r, depths=depths,
+            scalar_at_peak=float(s[lo]) if np.isfinite(s[lo]) else None,
             first_derisk_date=first_date, derisk_days_from_peak=from_peak,
             derisk_days_from_trough=from_trough, derisk_before_trough_share=share,
             length_days=end - p,

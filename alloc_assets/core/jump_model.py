@@ -678,6 +678,7 @@ def online_states_many(x: np.ndarray, records: list[Mapping[str, Any]], n_states
     pen = np.array([r["penalty"] for r in records])[:, None, None] * (1.0 - np.eye(n_states))[None]  # (P, K, K)
     z = (np.clip(x[:, None, :], lb[None], ub[None]) - mean[None]) / scale[None]  # (T, P, F)
     loss = 0.5 * ((z[:, :, None, :] - centers[None]) ** 2).sum(axis=-1)  # (T, P, K)
+    loss = np.where(np.isnan(loss), np.inf, loss)  # an empty state's NaN centre is unreachable (the package's rule)
     values = np.empty_like(loss)
     values[0] = loss[0]
     for t in range(1, t_len):
@@ -728,7 +729,9 @@ def cached_walk_forward(
     records, fits = [], []
     previous: Mapping[str, Any] | None = None
     for i in map(int, starts):
-        key = fit_key(settings, r[first:i], dates[i])
+        # the key hashes every return the training features depend on (the EWMs start at the
+        # first return, before the first usable row) and where the usable rows start
+        key = fit_key({**settings, "first_usable": first - start}, r[start:i], dates[i])
         rec = cache.get(key)
         if rec is None:
             if n_states == 2:

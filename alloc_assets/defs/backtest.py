@@ -470,7 +470,9 @@ def _report_inputs(warehouse: DuckDBWarehouse):
         weights = warehouse.query("SELECT DISTINCT date, scalar, kind FROM weights_scaled ORDER BY date")
         raw_first = warehouse.query("SELECT min(date) AS d FROM weights_raw")["d"][0]
         applied = warehouse.query("SELECT date, risk_scalar_applied FROM applied_scalars ORDER BY date")
-        computed = warehouse.query("SELECT date, risk_scalar FROM risk_scalars ORDER BY date DESC LIMIT 1")
+        # the scalar the next overlay date applies: the one computed at the latest overlay date
+        computed = warehouse.query("SELECT date, risk_scalar FROM risk_scalars "
+                                   "WHERE date = (SELECT max(date) FROM applied_scalars)")
         if base.height == 0 or base["date"].to_list() != scaled["date"].to_list():
             raise dg.Failure(allow_retries=False, description="baseline_backtest and scaled_backtest cover different dates; re-run both.")
         dates_list = base["date"].to_list()
@@ -511,14 +513,17 @@ def comparison_report(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
     labels = [reg[d] for d in base["date"].to_list()]
     probs_by_date = {r["date"]: [r[c] for c in PROBABILITY_COLUMNS] for r in regimes.iter_rows(named=True)}
     probs = np.array([probs_by_date[d] for d in base["date"].to_list()])
-    scalar_dates = weights["date"].to_numpy().astype("datetime64[D]")
-    scalars = weights["scalar"].to_numpy()
     mode = AllocatorMode(backtest.allocator_mode)
     a_dates = applied["date"].to_numpy().astype("datetime64[D]")
     a_vals = applied["risk_scalar_applied"].to_numpy()
     governor = (np.ones(len(dates)) if mode is AllocatorMode.OFF
                 else scalar_in_force(dates, a_dates, a_vals, allocator.apply_missing_scalar_as))
     first = int(np.searchsorted(dates, np.datetime64(raw_first, "D"))) if raw_first is not None else len(dates)
+    # the verdict and the usage block sample the governor at its overlay dates once the strategy is
+    # invested (every date counts once; trade rows would over-weight the dates where it changed)
+    on = a_dates >= dates[min(first, len(dates) - 1)]
+    scalar_dates = a_dates[on]
+    scalars = np.ones(int(on.sum())) if mode is AllocatorMode.OFF else a_vals[on]
     nxt = computed.row(0) if computed.height else (None, None)
     config = {k: v for k, v in allocator.model_dump().items() if k != "overrides_file"}
     config.update(cost_bps=backtest.cost_bps, cash_rate=backtest.cash_rate)

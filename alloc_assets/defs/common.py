@@ -120,6 +120,9 @@ def benchmark_jump_states(warehouse, dates: np.ndarray) -> tuple[np.ndarray, lis
 
     from alloc_assets.core import jump_model as jm
 
+    if not warehouse.table_exists("market_benchmark"):
+        raise dg.Failure(allow_retries=False, description="the jump_model method needs a benchmark (market_benchmark is "
+                         "missing: the data set has no benchmark column or file); use another regime_method.")
     b = warehouse.query("SELECT date, close FROM market_benchmark WHERE date BETWEEN ? AND ? ORDER BY date",
                         [str(dates[0]), str(dates[-1])])
     if b["date"].to_numpy().astype("datetime64[D]").tolist() != np.asarray(dates).astype("datetime64[D]").tolist():
