@@ -13,6 +13,8 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import math
+
 import pytest
 
 import datetime as dt
@@ -247,3 +249,52 @@ def test_parquet_source(tmp_path):
     frame.write_parquet(tmp_path / "p.parquet")
     got = read_market_data(tmp_path / "p.parquet").prices
     assert got["close"].to_list() == [1.0, 2.0, 3.0]
+
+
+# ------------------------------------------------------------------ issue 14: files as people export them
+
+
+def test_yahoo_ohlcv_exports_one_per_ticker_read_with_no_edits(tmp_path):
+    """``Date,Open,High,Low,Close,Adj Close,Volume`` with ``M/D/YYYY`` dates: the ticker is the
+    file name, the price is ``Adj Close`` (``Close`` when there is none)."""
+    from alloc_assets.core.market_io import read_price_file
+
+    (tmp_path / "SPY.csv").write_text("Date,Open,High,Low,Close,Adj Close,Volume\n"
+                                      "1/12/1999,1,1,1,123.0,90.1,1000\n1/13/1999,1,1,1,124.5,91.2,1200\n")
+    (tmp_path / "QQQ.csv").write_text("Date,Open,High,Low,Close,Volume\n1/12/1999,1,1,1,55.5,10\n1/13/1999,1,1,1,56.0,10\n")
+    spy = read_price_file(tmp_path / "SPY.csv")
+    assert spy["symbol"].to_list() == ["SPY", "SPY"] and spy["close"].to_list() == [90.1, 91.2]
+    assert [str(d) for d in spy["date"].to_list()] == ["1999-01-12", "1999-01-13"]
+    assert set(spy["source_column"].to_list()) == {"Adj Close"}
+    qqq = read_price_file(tmp_path / "QQQ.csv")
+    assert qqq["close"].to_list() == [55.5, 56.0] and set(qqq["source_column"].to_list()) == {"Close"}
+
+
+def test_day_month_order_is_detected_or_named_as_a_setting(tmp_path, monkeypatch):
+    from alloc_assets.core.market_io import MarketDataError, read_price_file
+
+    (tmp_path / "EU.csv").write_text("Date,Close\n13/01/2021,10\n14/01/2021,11\n")
+    assert [str(d) for d in read_price_file(tmp_path / "EU.csv")["date"].to_list()] == ["2021-01-13", "2021-01-14"]
+    (tmp_path / "AMB.csv").write_text("Date,Close\n1/4/2021,10\n1/5/2021,11\n")
+    with pytest.raises(MarketDataError) as err:
+        read_price_file(tmp_path / "AMB.csv")
+    assert "ALLOC_DATE_FORMAT" in str(err.value) and "AMB.csv" in str(err.value) and "row 1" in str(err.value)
+    monkeypatch.setenv("ALLOC_DATE_FORMAT", "d/m/y")
+    assert [str(d) for d in read_price_file(tmp_path / "AMB.csv")["date"].to_list()] == ["2021-04-01", "2021-05-01"]
+
+
+def test_semicolon_files_with_decimal_commas_and_fred_dots(tmp_path):
+    from alloc_assets.core.market_io import read_price_file
+
+    (tmp_path / "p.csv").write_text("date;AAA;BBB\n2021-01-04;1.234,5;10,25\n2021-01-05;1.240,0;.\n")
+    f = read_price_file(tmp_path / "p.csv").sort(["date", "symbol"])
+    assert f["close"].to_list()[:3] == [1234.5, 10.25, 1240.0] and math.isnan(f["close"].to_list()[3])
+
+
+def test_a_stray_carriage_return_names_the_file_and_line(tmp_path):
+    from alloc_assets.core.market_io import MarketDataError, read_price_file
+
+    (tmp_path / "cr.csv").write_bytes(b"date,AAA\n2021-01-04,1\r0\n2021-01-05,11\n")  # unquoted CR
+    with pytest.raises(MarketDataError) as err:
+        read_price_file(tmp_path / "cr.csv")
+    assert "cr.csv" in str(err.value) and "carriage return" in str(err.value)

@@ -36,8 +36,11 @@ from alloc_assets.core.calendar import trading_sessions
 DATE_COLUMN_NAMES = ("date", "Date", "DATE")
 LONG_REQUIRED = ("symbol", "close")
 LONG_EXTRAS = ("open", "high", "low", "volume")
-MISSING_TOKENS = {"", "nan", "NaN", "NAN", "na", "NA", "N/A", "null", "NULL", "None"}
+MISSING_TOKENS = {"", ".", "nan", "NaN", "NAN", "na", "NA", "N/A", "null", "NULL", "None"}
+OHLCV_COLUMNS = ("open", "high", "low", "close", "adj close", "volume")
+DATE_FORMATS = {"iso": "ISO8601", "m/d/y": "%m/%d/%Y", "d/m/y": "%d/%m/%Y"}
 LANDING_NAME = re.compile(r"_(\d{4}-\d{2}-\d{2})\.(csv|csv\.gz|parquet)$")
+_DECIMAL_COMMA = re.compile(r"^-?\d{1,3}(\.\d{3})*(,\d+)?$|^-?\d+(,\d+)?$")
 TICKER_LIKE = re.compile(r"^[A-Z0-9][A-Z0-9.\-^]{0,11}$")
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 
@@ -101,8 +104,17 @@ def _read_csv_cells(path: Path) -> tuple[list[str], list[list[str]]]:
         raise MarketDataError(f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})", path) from exc
     if not text.strip():
         raise MarketDataError("the file is empty (no header, no rows)", path)
-    reader = csv.reader(io.StringIO(text))
-    rows = [r for r in reader]
+    first = text.splitlines()[0]
+    delimiter = max((";", "\t", ","), key=first.count) if any(d in first for d in (";", "\t")) else ","
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter)]
+    except csv.Error as exc:  # e.g. a stray carriage return inside a field
+        line = text[: text.find("\r")].count("\n") + 1 if "\r" in text else None
+        raise MarketDataError(f"the CSV reader stopped: {exc} (a stray carriage return? save the file with "
+                              "Unix or Windows line endings)", path, row=line) from exc
+    if delimiter == ";":  # a ';' file writes decimals with a comma: 1.234,5 -> 1234.5
+        rows = [rows[0]] + [[c.replace(".", "").replace(",", ".") if _DECIMAL_COMMA.match(c.strip()) else c for c in r]
+                            for r in rows[1:]]
     header = [h.strip() for h in rows[0]]
     body = rows[1:]
     # A trailing blank line is fine; blank lines inside are not rows.
@@ -137,13 +149,29 @@ def _read_parquet_cells(path: Path) -> tuple[list[str], list[list[str]], pl.Data
 # parsing
 
 def _parse_dates(values: pd.Series, path: Path, column: str) -> np.ndarray:
+    """ISO dates, or ``M/D/YYYY`` / ``D/M/YYYY`` detected when only one of them reads every row;
+    ``ALLOC_DATE_FORMAT`` (``iso``, ``m/d/y``, ``d/m/y``) decides when both do."""
+    import os
+
     text = values.astype(str).str.strip()
-    parsed = pd.to_datetime(text, format="ISO8601", errors="coerce")
-    bad = parsed.isna().to_numpy()
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise MarketDataError(f"cannot parse date {text.iloc[i]!r} (expected YYYY-MM-DD)", path, row=i + 1, column=column)
-    return parsed.dt.normalize().to_numpy().astype("datetime64[D]")
+    setting = os.environ.get("ALLOC_DATE_FORMAT", "").strip().lower()
+    if setting and setting not in DATE_FORMATS:
+        raise MarketDataError(f"ALLOC_DATE_FORMAT={setting!r} is not one of {', '.join(DATE_FORMATS)}", path, column=column)
+    formats = [DATE_FORMATS[setting]] if setting else list(DATE_FORMATS.values())
+    good = []
+    for fmt in formats:
+        parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+        if not parsed.isna().any():
+            good.append((fmt, parsed))
+    if len(good) == 1 or (good and good[0][0] == "ISO8601"):
+        return good[0][1].dt.normalize().to_numpy().astype("datetime64[D]")
+    if len(good) > 1:
+        raise MarketDataError(f"dates like {text.iloc[0]!r} read both as month/day and day/month (no day above 12)",
+                              path, row=1, column=column, hint="Set ALLOC_DATE_FORMAT=m/d/y or ALLOC_DATE_FORMAT=d/m/y.")
+    parsed = pd.to_datetime(text, format=formats[0], errors="coerce")
+    i = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+    expected = "YYYY-MM-DD, M/D/YYYY or D/M/YYYY" if not setting else f"{setting} (ALLOC_DATE_FORMAT)"
+    raise MarketDataError(f"cannot parse date {text.iloc[i]!r} (expected {expected})", path, row=i + 1, column=column)
 
 
 def _parse_numbers(values: pd.Series, path: Path, column: str) -> np.ndarray:
@@ -191,6 +219,17 @@ def read_price_file(path: str | Path) -> pl.DataFrame:
         table = pd.DataFrame(body, columns=header, dtype=object)
     date_col = _date_column(list(table.columns), path)
     lower = {c.lower(): c for c in table.columns}
+    if "symbol" not in lower and ("close" in lower or "adj close" in lower) and \
+            set(lower) - {date_col.lower()} <= set(OHLCV_COLUMNS):
+        # one ticker's OHLCV export (Yahoo style): the ticker is the file name; Adj Close when present
+        price = lower.get("adj close", lower.get("close"))
+        ticker = path.name.split(".")[0]
+        dates = _parse_dates(table[date_col], path, date_col)
+        return pl.DataFrame({
+            "date": dates, "symbol": [ticker] * len(table), "close": _parse_numbers(table[price], path, price),
+            "source_file": [str(path)] * len(table), "source_row": np.arange(1, len(table) + 1),
+            "source_column": [price] * len(table),
+        }, schema_overrides={"date": pl.Date})
     is_long = any(k in lower for k in LONG_REQUIRED)
     if is_long:
         for req in LONG_REQUIRED:
