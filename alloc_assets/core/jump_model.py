@@ -188,6 +188,19 @@ def _first_finite(returns: np.ndarray) -> int:
     return start
 
 
+def _usable_rows(r: np.ndarray, x: np.ndarray, features: FeatureSpec) -> tuple[int, int]:
+    """``(start, first)``: the first finite return, and the first feature row a fit may use
+    (``warmup`` returns after it, every feature finite); ``len(r)`` when there is none."""
+    t_len = len(r)
+    start = _first_finite(r)
+    row_ok = np.isfinite(x).all(axis=1)
+    cand = np.flatnonzero(row_ok & (np.arange(t_len) >= start + features.warmup))
+    first = int(cand[0]) if len(cand) else t_len
+    if first < t_len and not row_ok[first:].all():
+        raise ValueError("a feature row became non-finite after the first usable row")
+    return start, first
+
+
 def jump_features(returns: np.ndarray, spec: FeatureSpec = EXAMPLE_V0_FEATURES) -> tuple[np.ndarray, tuple[str, ...]]:
     """Feature matrix (T, F) and column names; row t uses ``returns[: t + 1]`` only.
 
@@ -419,12 +432,7 @@ def walk_forward_jump_model(
     refit = Cadence(refit)
 
     x, names = jump_features(r, features)
-    start = _first_finite(r)
-    row_ok = np.isfinite(x).all(axis=1)
-    cand = np.flatnonzero(row_ok[: t_len] & (np.arange(t_len) >= start + features.warmup))
-    first_usable = int(cand[0]) if len(cand) else t_len
-    if first_usable < t_len and not row_ok[first_usable:].all():
-        raise ValueError("a feature row became non-finite after the first usable row")
+    _, first_usable = _usable_rows(r, x, features)
 
     state = np.zeros(t_len, dtype=np.int8)
     bear_prob = np.full(t_len, np.nan)
@@ -535,22 +543,26 @@ def switches_per_year(states: np.ndarray, mask: np.ndarray | None = None) -> flo
 FIT_RECORD_VERSION = 1
 
 
-def fit_record(fitted: FittedJumpModel) -> dict[str, Any]:
-    """A fitted model as plain JSON-able numbers: what online inference and a warm start need."""
-    sc = fitted.scaler.scaler
-    m = fitted.model
+def _record(clipper, scaler, centers, penalty: float, ret, vol, objective: float) -> dict[str, Any]:
+    sc = scaler.scaler
     return {
         "version": FIT_RECORD_VERSION,
-        "lb": np.asarray(fitted.clipper.lb, dtype=np.float64).tolist(),
-        "ub": np.asarray(fitted.clipper.ub, dtype=np.float64).tolist(),
+        "lb": np.asarray(clipper.lb, dtype=np.float64).tolist(),
+        "ub": np.asarray(clipper.ub, dtype=np.float64).tolist(),
         "mean": np.asarray(sc.mean_, dtype=np.float64).tolist(),
         "scale": np.asarray(sc.scale_, dtype=np.float64).tolist(),
-        "centers": np.asarray(m.centers_, dtype=np.float64).tolist(),
-        "penalty": float(m.jump_penalty),
-        "mean_return": np.atleast_1d(np.asarray(m.ret_, dtype=np.float64)).tolist(),
-        "vol": np.atleast_1d(np.asarray(m.vol_, dtype=np.float64)).tolist(),
-        "objective": float(m.val_),
+        "centers": np.asarray(centers, dtype=np.float64).tolist(),
+        "penalty": float(penalty),
+        "mean_return": np.atleast_1d(np.asarray(ret, dtype=np.float64)).tolist(),
+        "vol": np.atleast_1d(np.asarray(vol, dtype=np.float64)).tolist(),
+        "objective": float(objective),
     }
+
+
+def fit_record(fitted: FittedJumpModel) -> dict[str, Any]:
+    """A fitted model as plain JSON-able numbers: what online inference and a warm start need."""
+    m = fitted.model
+    return _record(fitted.clipper, fitted.scaler, m.centers_, m.jump_penalty, m.ret_, m.vol_, m.val_)
 
 
 def _warm_model(record: Mapping[str, Any], n_states: int):
@@ -641,19 +653,7 @@ def fast_fit_record(x_train: np.ndarray, r_train: np.ndarray, *, penalty: float 
             best_val = val
             best = {"centers_": centers, "labels_": labels, "proba_": proba}
     sort_states_from_ret(r_train, z, best, sort_by=sort_by)
-    sc = scaler.scaler
-    return {
-        "version": FIT_RECORD_VERSION,
-        "lb": np.asarray(clipper.lb, dtype=np.float64).tolist(),
-        "ub": np.asarray(clipper.ub, dtype=np.float64).tolist(),
-        "mean": np.asarray(sc.mean_, dtype=np.float64).tolist(),
-        "scale": np.asarray(sc.scale_, dtype=np.float64).tolist(),
-        "centers": np.asarray(best["centers_"], dtype=np.float64).tolist(),
-        "penalty": float(penalty),
-        "mean_return": np.atleast_1d(np.asarray(best["ret_"], dtype=np.float64)).tolist(),
-        "vol": np.atleast_1d(np.asarray(best["vol_"], dtype=np.float64)).tolist(),
-        "objective": float(best_val),
-    }
+    return _record(clipper, scaler, best["centers_"], penalty, best["ret_"], best["vol_"], best_val)
 
 
 def fit_key(settings: Mapping[str, Any], returns: np.ndarray, fit_date) -> str:
@@ -716,10 +716,7 @@ def cached_walk_forward(
     t_len = len(dates)
     refit = Cadence(refit)
     x, _ = jump_features(r, features)
-    start = _first_finite(r)
-    row_ok = np.isfinite(x).all(axis=1)
-    cand = np.flatnonzero(row_ok & (np.arange(t_len) >= start + features.warmup))
-    first = int(cand[0]) if len(cand) else t_len
+    start, first = _usable_rows(r, x, features)
     starts = refit_indices(dates, refit, first, min_train_days) if first < t_len else np.zeros(0, np.int64)
     settings = {"penalty": penalty, "n_states": n_states, "min_train_days": min_train_days, "refit": refit.value,
                 "features": features.names, "warmup": features.warmup, "clip_mul": clip_mul, "n_init": n_init,
