@@ -12,7 +12,10 @@ export DAGSTER_HOME ?= $(ALLOC_HOME)/dagster
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]' || $(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev]' || $(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# bytecode for the project too: with PYTHONDONTWRITEBYTECODE set (as on some CI images) every process
+	@# (each Dagster run worker) would otherwise recompile dagster and the code location from source
+	$(BIN)/python -m compileall -q -j 0 alloc_assets resources > /dev/null
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -48,7 +48,30 @@ def _write_logs(instance, run_id: str, log: Path) -> None:
 
 def _failure(result) -> str:
     failure = next((e for e in result.all_events if e.is_step_failure), None)
-    return failure.event_specific_data.error.message.strip() if failure else f"run {result.run_id} failed"
+    if failure is None:
+        return f"run {result.run_id} failed"
+    data = failure.event_specific_data
+    text = data.user_failure_data.description if data.user_failure_data and data.user_failure_data.description \
+        else data.error.message.strip()
+    return f"{failure.step_key}: {text}"
+
+
+def error_lines(what: str, message: str, log: Path, width: int = 160) -> list[str]:
+    """An error for the terminal: at most five lines (what failed and the message, wrapped, cut
+    with an ellipsis), the last one the log file that holds the whole message and traceback."""
+    import textwrap
+
+    body = textwrap.wrap(f"{what}: {' '.join(message.split())}", width=width) or [what]
+    if len(body) > 4:
+        body = body[:4]
+        body[-1] = body[-1][: width - 4] + " ..."
+    return body + [f"full message and traceback: {log}"]
+
+
+def _report_error(what: str, message: str, log: Path, detail: str = "") -> None:
+    with log.open("a") as fh:
+        fh.write(f"\n{what}: {message}\n{detail}\n")
+    print("\n".join(error_lines(what, message, log)), file=sys.stderr)
 
 
 def main() -> int:
@@ -58,7 +81,16 @@ def main() -> int:
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"demo-{dt.datetime.now():%Y%m%d-%H%M%S}.log"
     progress = Progress(4, log)
+    try:
+        return _run(progress, log)
+    except Exception as exc:  # noqa: BLE001 - five lines on the terminal, the traceback in the log
+        import traceback
 
+        _report_error(f"demo failed ({type(exc).__name__})", str(exc) or repr(exc), log, traceback.format_exc())
+        return 1
+
+
+def _run(progress: Progress, log: Path) -> int:
     started = progress.phase("loading the code location (Dagster, pandas, the asset graph)")
     import dagster as dg
     import polars as pl
@@ -68,11 +100,17 @@ def main() -> int:
     from alloc_assets.defs.backtest import BacktestSettings
     from alloc_assets.defs.sim import SCENARIOS, SimulationSettings, scenario_models, stress_tests
     from alloc_assets.partitions import partition_key_for, range_tags
-    from resources.market_source import MarketDataSource
+    from resources.market_source import MarketDataError, MarketDataSource
     from resources.warehouse import DuckDBWarehouse
 
     source = MarketDataSource()
-    data = source.load()
+    try:
+        data = source.load()
+    except (MarketDataError, ValueError, OSError) as exc:  # bad input: what and where, not a traceback wall
+        import traceback
+
+        _report_error("market data rejected", str(exc), log, traceback.format_exc())
+        return 2
     start, end = data.prices["date"].min(), data.prices["date"].max()
     instance = dg.DagsterInstance.get()
     progress.done(started, f"source: {source.describe()}, {start} .. {end}")
@@ -83,7 +121,7 @@ def main() -> int:
         raise_on_error=False)
     _write_logs(instance, result.run_id, log)
     if not result.success:
-        print(f"refresh run FAILED: {_failure(result)}\nfull log: {log}", file=sys.stderr)
+        _report_error("refresh run FAILED", _failure(result), log)
         return 1
     days = DuckDBWarehouse().query("SELECT count(DISTINCT date) AS n FROM market_prices")["n"][0]
     warned = [e for e in result.get_asset_check_evaluations() if not e.passed]
@@ -106,7 +144,7 @@ def main() -> int:
     for r in sim_runs:
         _write_logs(instance, r.run_id, log)
     if not sim_runs[-1].success:
-        print(f"stress tests FAILED: {_failure(sim_runs[-1])}\nfull log: {log}", file=sys.stderr)
+        _report_error("stress tests FAILED", _failure(sim_runs[-1]), log)
         return 1
     progress.done(started, f"{sim_paths:,} paths x 1,260 days per scenario")
 
@@ -119,7 +157,8 @@ def main() -> int:
     print(f"\n{headline_line(report)}")
     print(today_line(report))
     data = report.get("data") or {}
-    print(f"benchmark: {data.get('benchmark') or 'none'}; sectors: {data.get('sectors', 0)}"
+    print(f"benchmark: {data.get('benchmark') or 'none'}; sectors: {data.get('sectors', 0)}; "
+          f"indicators (latent state, never traded): {', '.join(data.get('indicators') or []) or 'none'}"
           + "".join(f"\n  fallback: {f}" for f in data.get("fallbacks") or []))
     ex = report.get("exposure") or {}
     if ex.get("baseline"):

@@ -43,6 +43,7 @@ CHECK_DATES_IN_PARTITION = "dates_in_partition"
 CHECK_EXPECTED_SYMBOLS = "expected_symbols"
 CHECK_NO_MISSING_SESSIONS = "no_missing_sessions"
 CHECK_RETURN_JUMPS = "return_jumps"
+CHECK_INDICATORS_VALID = "indicators_valid"
 
 MARKET_CHECKS: dict[str, tuple[str, str]] = {
     CHECK_PRICES_VALID: (ERROR, "Every close is a finite number > 0 (no NaN, inf, zero or negative price)."),
@@ -51,6 +52,8 @@ MARKET_CHECKS: dict[str, tuple[str, str]] = {
     CHECK_EXPECTED_SYMBOLS: (ERROR, "Every date has a price for every symbol of the universe, and no other symbol."),
     CHECK_NO_MISSING_SESSIONS: (ERROR, "Every NYSE session of the partition window has data (no silent hole)."),
     CHECK_RETURN_JUMPS: (WARN, "No daily return larger in magnitude than the configured threshold."),
+    CHECK_INDICATORS_VALID: (ERROR, "Indicators (never traded): one value per (date, name), dated on an NYSE session "
+                             "inside the window, finite or missing (a missing value carries the last one forward)."),
 }
 
 
@@ -68,6 +71,45 @@ class MarketPrices(pa.DataFrameModel):
     class Config:
         unique = ["date", "symbol"]
         strict = False  # provenance columns (source_file, source_row) travel with the frame
+
+
+class MarketIndicators(pa.DataFrameModel):
+    """``market_indicators``: exogenous daily series (VIX, spreads, yields) that feed the latent
+    state and are never traded, one row per (date, name)."""
+
+    date: dt.date = pa.Field(nullable=False, description="NYSE trading day (rows on other days are skipped on read, with a note).")
+    name: str = pa.Field(nullable=False, description="Indicator name (lower case, from the file or column name).")
+    value: float = pa.Field(nullable=True, description="Value as given; NaN where the file had a missing token "
+                            "(the latent state carries the last value forward).")
+
+    @pa.check("value", name="finite_or_missing")
+    def finite_or_missing(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col(data.key).is_finite() | pl.col(data.key).is_nan() | pl.col(data.key).is_null())
+
+    class Config:
+        unique = ["date", "name"]
+        strict = False
+
+
+def indicator_checks(frame: pl.DataFrame, start: dt.date, end: dt.date, sessions: set[dt.date]) -> CheckOutcome:
+    """The ``indicators_valid`` check of the indicator rows meant for [start, end] (provenance kept)."""
+    sev, desc = MARKET_CHECKS[CHECK_INDICATORS_VALID]
+    if frame.height == 0:
+        return CheckOutcome(CHECK_INDICATORS_VALID, True, sev, desc)
+    fc = _pandera_failures(MarketIndicators, frame)
+    problems: dict[int, str] = {}
+    if fc.height:
+        fc = fc.filter(pl.col("index").is_not_null())
+        for i, c, v in zip(fc["index"].to_list(), fc["check"].to_list(), fc["failure_case"].to_list()):
+            problems.setdefault(int(i), f"{c}: {v}")
+    dates = frame["date"].to_list()
+    for i, d in enumerate(dates):
+        if d < start or d > end:
+            problems.setdefault(i, f"dated outside {start}..{end}")
+        elif d not in sessions:
+            problems.setdefault(i, "not an NYSE trading day")
+    return CheckOutcome(CHECK_INDICATORS_VALID, not problems, sev, desc,
+                        _rows(frame, sorted(problems), [problems[i] for i in sorted(problems)]))
 
 
 def _pandera_failures(model: type[pa.DataFrameModel], frame: pl.DataFrame) -> pl.DataFrame:

@@ -14,9 +14,23 @@ from pydantic import Field
 from alloc_assets.core.calendar import RebalanceFrequency
 from alloc_assets.core.features import FeatureConfig
 from alloc_assets.core.market_io import MarketDataError
-from alloc_assets.core.regimes import HysteresisConfig, RegimeConfig, RegimeMethod
+from alloc_assets.core.regimes import (
+    DEFAULT_SCORE_TERMS,
+    HysteresisConfig,
+    RegimeConfig,
+    RegimeMethod,
+    ScoreTerm,
+    StressScoreConfig,
+    Transform,
+)
 from alloc_assets.core.scalars import ApplyConfig, ScalarBasis, ScalarConfig, ScalarOverride
 from resources.settings import alloc_home
+
+
+#: An indicator term of the stress score, fixed a priori: weight 0.25 (the default terms' weights sum
+#: to 1, volatility 0.35), no prior level, counted after 63 warm values (a quarter).
+INDICATOR_WEIGHT = 0.25
+INDICATOR_LEARN_DAYS = 63
 
 
 def _default_overrides() -> str:
@@ -46,15 +60,37 @@ class AllocatorSettings(dg.ConfigurableResource):
                                      "scalar computed at one overlay date acts from the next, on the drifted book")
     apply_missing_scalar_as: float = Field(default=1.0, description="Scalar applied before the first computed one")
     thrash_limit: int = Field(default=20, description="WARN above this many transitions in 252 days")
+    score_indicators: list[str] = Field(default=[], description="Indicators (market_indicators) added to the stress "
+                                        "score: 'name[:log][:weight]', e.g. 'vix:log:0.25' (weight 0.25 when not "
+                                        "given; negative = lower means more stress). Each is standardised on its "
+                                        "own history before each date and counts after 63 warm values.")
     overrides_file: str = Field(default="", description="CSV start,end,scalar,reason of human overrides (optional "
                                 "file); empty = $ALLOC_OVERRIDES or $ALLOC_HOME/overrides.csv, resolved when used")
 
     def feature_config(self) -> FeatureConfig:
         return FeatureConfig()
 
+    def score_terms(self) -> tuple[ScoreTerm, ...]:
+        """The default stress-score terms plus one per ``score_indicators`` entry."""
+        extra = []
+        for entry in self.score_indicators:
+            name, *opts = [p.strip() for p in entry.split(":")]
+            transform, weight = Transform.NONE, INDICATOR_WEIGHT
+            for o in opts:
+                if o.lower() == "log":
+                    transform = Transform.LOG
+                else:
+                    try:
+                        weight = float(o)
+                    except ValueError:
+                        raise ValueError(f"score_indicators entry {entry!r}: {o!r} is neither 'log' nor a weight") from None
+            extra.append(ScoreTerm(name.lower(), weight, transform, learn_days=INDICATOR_LEARN_DAYS))
+        return DEFAULT_SCORE_TERMS + tuple(extra)
+
     def regime_config(self) -> RegimeConfig:
         return RegimeConfig(
             method=RegimeMethod(self.regime_method),
+            score=StressScoreConfig(terms=self.score_terms()),
             hysteresis=HysteresisConfig(enter=self.enter_threshold, exit=self.exit_threshold,
                                         min_dwell_days=self.min_dwell_days),
         )
@@ -69,12 +105,14 @@ class AllocatorSettings(dg.ConfigurableResource):
                            apply_missing_scalar_as=self.apply_missing_scalar_as,
                            overrides=tuple(self.overrides()))
 
-    def config_hash(self, layer: str) -> str:
-        """Hash of the settings a layer's carry depends on (that layer and the ones above it)."""
+    def config_hash(self, layer: str, indicators: list[str] | tuple[str, ...] = ()) -> str:
+        """Hash of the settings a layer's carry depends on (that layer and the ones above it); the
+        state's also covers the stored indicators (a new one recomputes the state from day one)."""
         parts = {"state": ["feature"], "regime": ["feature", "regime"], "risk": ["feature", "regime", "scalar"]}[layer]
         blob = {"feature": repr(self.feature_config()), "regime": repr(self.regime_config()),
                 "scalar": repr(self.scalar_config())}
-        return hashlib.sha256(json.dumps([blob[p] for p in parts]).encode()).hexdigest()[:16]
+        key = [blob[p] for p in parts] + ([sorted(indicators)] if indicators else [])
+        return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
     def overrides(self) -> list[ScalarOverride]:
         """Human overrides from ``overrides_file`` (absent file: none). Errors name file, row, column."""

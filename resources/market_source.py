@@ -20,8 +20,12 @@ def _env_source() -> str:
     return os.environ.get("ALLOC_MARKET_DATA", "")
 
 
+def _env_indicators() -> str:
+    return os.environ.get("ALLOC_INDICATORS", "")
+
+
 @lru_cache(maxsize=1024)
-def _cached_read(path: str, stamp: tuple) -> MarketData:
+def _cached_read(path: str, stamp: tuple, indicators: str = "") -> MarketData:
     """The parsed source, cached in memory and on disk (``$ALLOC_HOME/cache``, keyed by the files'
     paths, sizes and modification times): a fresh run process (every daemon-launched run) loads the
     parsed frames in milliseconds instead of re-parsing the whole CSV history."""
@@ -30,13 +34,13 @@ def _cached_read(path: str, stamp: tuple) -> MarketData:
 
     from resources.settings import alloc_home
 
-    key = hashlib.sha256(repr((path, stamp, "v1")).encode()).hexdigest()[:24]
+    key = hashlib.sha256(repr((path, stamp, indicators, "v2")).encode()).hexdigest()[:24]
     cache = alloc_home() / "cache" / f"source-{key}.pkl"
     try:
         return pickle.loads(cache.read_bytes())
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
         pass
-    data = read_market_data(path)
+    data = read_market_data(path, indicators=indicators or None)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")
@@ -48,21 +52,26 @@ def _cached_read(path: str, stamp: tuple) -> MarketData:
 
 
 def _stamp(path: Path) -> tuple:
-    """Modification times and sizes: a changed file is never served from the cache."""
+    """Modification times and sizes (of an ``indicators/`` folder's files too): a changed file is
+    never served from the cache."""
     files = sorted(path.iterdir()) if path.is_dir() else [path]
-    return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.exists())
+    files += [f for d in files if d.is_dir() and d.name == "indicators" for f in sorted(d.iterdir())]
+    return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.exists() and f.is_file())
 
 
 class MarketDataSource(dg.ConfigurableResource):
     """Where ``market_prices`` reads from.
 
     ``path``: a CSV or Parquet file, a directory of them, or a directory laid out like the bundled
-    set (``prices*``, ``sp500_index*`` as the benchmark, ``sectors.csv``). Empty: the bundled
+    set (``prices*``, ``sp500_index*`` as the benchmark, ``sectors.csv``, ``indicators/``). Empty: the bundled
     US equities set (20 stocks and the S&P 500, 1990-2022). Defaults to ``$ALLOC_MARKET_DATA``.
     """
 
     path: str = Field(default="", description="File or directory; empty = $ALLOC_MARKET_DATA, else the bundled set "
                       "(resolved when used).")
+    indicators: str = Field(default="", description="Indicator file or folder (VIX, spreads, yields: regime inputs, "
+                            "never traded) besides an ``indicators/`` folder inside the source; empty = "
+                            "$ALLOC_INDICATORS (resolved when used).")
 
     def _configured(self) -> str:
         return self.path or _env_source()
@@ -83,10 +92,22 @@ class MarketDataSource(dg.ConfigurableResource):
             prices = pl.concat([p.prices for p in parts])
             benches = [p.benchmark for p in parts if p.benchmark is not None]
             sectors = {k: v for p in parts for k, v in p.sectors.items()}
+            inds = [p.indicators for p in parts if p.indicators is not None]
             return MarketData(prices, pl.concat(benches) if benches else None, sectors,
-                              tuple(f for p in parts for f in p.files))
+                              tuple(f for p in parts for f in p.files),
+                              indicators=pl.concat(inds, how="diagonal_relaxed") if inds else None,
+                              notes=tuple(n for p in parts for n in p.notes))
         loc = self.location()
         if not loc.exists():
             raise MarketDataError("the market data source does not exist", loc,
                                   hint="Set ALLOC_MARKET_DATA to a CSV/Parquet file or a directory of them.")
-        return _cached_read(str(loc), _stamp(loc))
+        ind = self.indicators or _env_indicators()
+        stamp = _stamp(loc)
+        if ind:
+            ind_path = Path(ind).expanduser().resolve()
+            if not ind_path.exists():
+                raise MarketDataError("the indicator source does not exist", ind_path,
+                                      hint="Set ALLOC_INDICATORS to an indicator file or folder, or unset it.")
+            ind = str(ind_path)
+            stamp += _stamp(ind_path)
+        return _cached_read(str(loc), stamp, ind)

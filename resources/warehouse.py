@@ -180,6 +180,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         change: Change | None = None,
         consumed: Watermark | None = None,
         stale_carries: tuple[str, dt.date] | None = None,
+        rebuild: bool = False,
     ) -> int | None:
         """Replace rows dated in [start, end] of each table in ``writes``, all in ONE transaction.
 
@@ -188,6 +189,8 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         deleted, whatever their settings hash (they were computed with data that changed); ``change`` is appended to the change log (its
         version is returned) and ``consumed`` moves the consumer's watermark, both in the same
         transaction. Any error rolls back everything: the warehouse then holds what it held before.
+        ``rebuild`` (a full recompute): a table whose columns differ from the frame's (e.g. an
+        indicator added to the latent state) is dropped and re-created in the same transaction.
         """
         version = None
         with self.connect() as con:
@@ -196,6 +199,12 @@ class DuckDBWarehouse(dg.ConfigurableResource):
             con.begin()
             try:
                 for table, frame in writes.items():
+                    if rebuild:
+                        cols = [r[0] for r in con.execute(
+                            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                            "ORDER BY ordinal_position", [table]).fetchall()]
+                        if cols and cols != list(frame.columns):
+                            con.execute(f'DROP TABLE "{table}"')
                     _create_like(con, table, frame)
                     con.execute(f'DELETE FROM "{table}" WHERE "{date_column}" BETWEEN ? AND ?', [start, end])
                     _insert(con, table, frame)

@@ -19,3 +19,12 @@ CREATE TABLE IF NOT EXISTS market_sectors (
     symbol VARCHAR NOT NULL PRIMARY KEY,
     sector VARCHAR NOT NULL
 );
+
+-- Indicators beside the prices (VIX, credit spreads, yields): regime inputs, never traded. One row per
+-- (date, name) on NYSE sessions; value NaN where the source file had a missing token ('.', empty, null).
+CREATE TABLE IF NOT EXISTS market_indicators (
+    date   DATE    NOT NULL,
+    name   VARCHAR NOT NULL,
+    value  DOUBLE,
+    PRIMARY KEY (date, name)
+);

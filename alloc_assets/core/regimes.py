@@ -104,6 +104,10 @@ class ScoreTerm:
     transform: Transform = Transform.NONE
     prior_mean: float = 0.0
     prior_sd: float = 1.0
+    learn_days: int = 0
+    """0: standardise from the prior (worth ``prior_days``). > 0: no prior (an indicator whose level
+    is not known a priori): the term contributes 0 until it has seen ``learn_days`` warm values,
+    then its own expanding (or weighted) mean and sd before each date."""
 
 
 # A priori weights (sum of |w| = 1) and priors from general market knowledge (long-run S&P 500
@@ -351,9 +355,9 @@ def _initial_score_carry(cfg: StressScoreConfig) -> dict:
     s0 = cfg.prior_days
     _, nbins = _hist_layout(cfg)
     return {
-        "s0": [s0] * len(cfg.terms),
-        "s1": [s0 * t.prior_mean for t in cfg.terms],
-        "s2": [s0 * (t.prior_sd**2 + t.prior_mean**2) for t in cfg.terms],
+        "s0": [0.0 if t.learn_days else s0 for t in cfg.terms],
+        "s1": [0.0 if t.learn_days else s0 * t.prior_mean for t in cfg.terms],
+        "s2": [0.0 if t.learn_days else s0 * (t.prior_sd**2 + t.prior_mean**2) for t in cfg.terms],
         "hist": [0] * nbins,
         "thresholds": prior_thresholds(cfg).tolist(),
     }
@@ -390,9 +394,12 @@ def _score_rows(state: StateFrame, rows: slice, cfg: StressScoreConfig, carry: d
     p0 = np.column_stack([carry["s0"], s0[:, :-1]])
     p1 = np.column_stack([carry["s1"], s1[:, :-1]])
     p2 = np.column_stack([carry["s2"], s2[:, :-1]])
-    mean = p1 / p0
-    sd = np.sqrt(np.maximum(p2 / p0 - mean * mean, 1e-12))
-    z = np.where(seen, np.clip((x - mean) / sd, -cfg.z_clip, cfg.z_clip), 0.0)
+    learn = np.array([float(t.learn_days) for t in cfg.terms])[:, None]
+    ready = seen & (p0 >= learn)  # a term without a prior waits for learn_days values (else always ready)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = p1 / p0
+        sd = np.sqrt(np.maximum(p2 / p0 - mean * mean, 1e-12))
+        z = np.where(ready, np.clip((x - mean) / sd, -cfg.z_clip, cfg.z_clip), 0.0)
     weights = np.array([t.weight for t in cfg.terms])
     contrib = np.ascontiguousarray((weights[:, None] * z).T)  # (m, J)
     score = np.add.reduce(contrib, axis=1)

@@ -22,7 +22,7 @@ Report keys (the contract; :data:`REPORT_KEYS`)::
     exposure {baseline, scaled: {mean, min, max, cash_over_1pct_share}, yearly}
     today {date, regime, probabilities, scalar_in_force, next_scalar, early_warning}
     headline {maxdd_gain_pts, cagr_cost_pts, sharpe_change}
-    data {benchmark, sectors, fallbacks}       added by the asset: what the run used, fallbacks stated
+    data {benchmark, sectors, indicators, fallbacks} added by the asset: what the run used, fallbacks stated
 
 The audit sections are built by :mod:`alloc_assets.core.audit` (definitions there).
 

@@ -161,7 +161,7 @@ def write_layer(warehouse: DuckDBWarehouse, plan: LayerPlan, frame: pl.DataFrame
     start = dt.date.min if plan.full else plan.start
     return warehouse.replace_window({plan.asset: frame}, start, dt.date.max, carries=carries,
                                     stale_carries=(plan.asset, start), change=plan.change(run_id),
-                                    consumed=plan.watermark())
+                                    consumed=plan.watermark(), rebuild=plan.full)
 
 
 def _no_op(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, plan: LayerPlan, specs: dict):
@@ -227,6 +227,30 @@ def load_panel(warehouse: DuckDBWarehouse, start: dt.date, end: dt.date) -> Pric
     return PricePanel(dates, symbols, close, bench, sectors)
 
 
+def indicator_names(warehouse: DuckDBWarehouse) -> list[str]:
+    """The indicators stored beside the prices (``market_indicators``), sorted: they enter the
+    latent state as exogenous features, never the traded universe."""
+    if not warehouse.table_exists("market_indicators"):
+        return []
+    return warehouse.query("SELECT DISTINCT name FROM market_indicators ORDER BY name")["name"].to_list()
+
+
+def load_indicators(warehouse: DuckDBWarehouse, dates: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """Each indicator aligned to ``dates`` (NaN where the day has no value; the encoder carries
+    the last value forward, so a value dated t uses data through t only)."""
+    if not names or len(dates) == 0:
+        return {}
+    days = [dt.date.fromisoformat(str(d)) for d in dates.astype("datetime64[D]")]
+    rows = warehouse.query("SELECT date, name, value FROM market_indicators WHERE date BETWEEN ? AND ?",
+                           [days[0], days[-1]])
+    pos = {d: i for i, d in enumerate(days)}
+    out = {n: np.full(len(days), np.nan) for n in names}
+    for d, n, v in rows.iter_rows():
+        if d in pos and n in out and v is not None:
+            out[n][pos[d]] = v
+    return out
+
+
 def _checkpoints(dates: np.ndarray, carries, keep_from: int = 0) -> dict[dt.date, dict]:
     """Carries to store: every month end and the last date."""
     mask = rebalance_mask(dates, "monthly")
@@ -278,7 +302,8 @@ def latent_state(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, 
     """
     with warehouse.session():  # one DuckDB connection for the whole step
         warehouse.ensure_tables("allocator")
-        cfg, h = allocator.feature_config(), allocator.config_hash("state")
+        names = indicator_names(warehouse)
+        cfg, h = allocator.feature_config(), allocator.config_hash("state", indicators=names)
         plan, first = start_layer(warehouse, "latent_state", "market_prices", h)
         if plan.start is None:
             yield from _no_op(context, warehouse, plan, STATE_CHECKS)
@@ -287,11 +312,19 @@ def latent_state(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, 
         panel = load_panel(warehouse, from_date, end)
         _require_complete([dt.date.fromisoformat(str(d)) for d in panel.dates], max(from_date, first), end,
                           "market_prices", "latent_state")
-        frame_all, _, carries = encode(panel, carry, cfg, return_carries=True)
+        clash = sorted(set(names) & {s.name for s in feature_specs()} | set(names) & {"date", "warm"})
+        if clash:
+            raise dg.Failure(allow_retries=False, description=(
+                f"indicator name(s) {clash} clash with latent-state features: rename the indicator file or column."))
+        extra = load_indicators(warehouse, panel.dates, names)
+        frame_all, _, carries = encode(panel, carry, cfg, extra=extra, return_carries=True)
         keep_from = int(np.searchsorted(frame_all.dates, np.datetime64(start, "D")))
         frame = _to_polars(frame_all.slice(keep_from, len(frame_all)).to_pandas())
         features = [c for c in frame.columns if c not in ("date", "warm")]
-        finite = frame.select(pl.all_horizontal([pl.col(c).is_finite() for c in features])).to_series()
+        # an indicator is NaN before its first value (it then carries forward): allowed, inf never
+        finite = frame.select(pl.all_horizontal([
+            (pl.col(c).is_finite() | pl.col(c).is_nan()) if c in names else pl.col(c).is_finite()
+            for c in features])).to_series()
         outcomes = [mask_outcome(CHECK_STATE_FINITE, STATE_CHECKS, frame, ~finite, "non-finite feature"),]
         yield from raise_on_blocking(context, outcomes, asset="latent_state")
         checkpoints = _checkpoints(frame_all.dates, carries, keep_from)
@@ -303,6 +336,7 @@ def latent_state(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, 
                 "dagster/row_count": frame.height,
                 "resumed_from_carry": carry is not None,
                 "warm_rows": int(frame["warm"].sum()),
+                "indicators": ", ".join(names) or "none (add an indicators/ folder beside the prices)",
                 "last_date": str(last["date"]),
                 "last_state": dg.MetadataValue.md(
                     "| feature | value |\n|---|---:|\n" + "\n".join(f"| {k} | {last[k]:.4f} |" for k in features)),
@@ -358,6 +392,12 @@ def regime_series(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse,
         jump = cfg.method.value == "jump_model"
         state = _load_state(warehouse, first if ((hmm or jump) and carry is not None) else from_date, end)
         _require_complete([dt.date.fromisoformat(str(d)) for d in state.dates], from_date, end, "latent_state", "regime_series")
+        unknown = sorted({t.feature for t in cfg.score.terms} - set(state.columns))
+        if unknown:
+            raise dg.Failure(allow_retries=False, description=(
+                f"allocator.score_indicators names {unknown}, which the latent state does not have (indicators "
+                f"stored: {indicator_names(warehouse) or 'none'}): add the indicator file (indicators/ folder or "
+                "ALLOC_INDICATORS) or drop the name from score_indicators."))
         jump_states = None
         if jump:  # the peer model's online states from the benchmark (refits cached in jump_model_fits)
             jump_states, fits, new_fits = benchmark_jump_states(warehouse, state.dates)

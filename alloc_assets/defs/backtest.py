@@ -573,13 +573,16 @@ def _data_fallbacks(warehouse: DuckDBWarehouse, bench) -> dict:
     with warehouse.session(read_only=True):
         n_sectors = (warehouse.query("SELECT count(DISTINCT sector) AS n FROM market_sectors")["n"][0]
                      if warehouse.table_exists("market_sectors") else 0)
+        indicators = (warehouse.query("SELECT DISTINCT name FROM market_indicators ORDER BY name")["name"].to_list()
+                      if warehouse.table_exists("market_indicators") else [])
     fallbacks = []
     if bench is None:
         fallbacks.append("no benchmark in the market data: the latent state uses the equal-weight index of the "
                          "universe and the report has no benchmark column")
     if not n_sectors:
         fallbacks.append("no sectors file: each name is its own sector (the sector cap acts as a second single-name cap)")
-    return {"benchmark": None if bench is None else bench[1], "sectors": int(n_sectors or 0), "fallbacks": fallbacks}
+    return {"benchmark": None if bench is None else bench[1], "sectors": int(n_sectors or 0),
+            "indicators": indicators, "fallbacks": fallbacks}
 
 
 def _latest_metadata(context, asset: str, key: str):

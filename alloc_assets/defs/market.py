@@ -7,6 +7,7 @@ the days whose closes actually changed are recorded in the change log, so the al
 recompute from the earliest changed day and no further back.
 """
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import polars as pl
 
 from alloc_assets.core.calendar import sessions_between
 from alloc_assets.core.landing import current_copies, is_accepted_copy, move_aside, sha256_file, withdraw
-from alloc_assets.core.market_io import MarketData, MarketDataError
+from alloc_assets.core.market_io import MarketData, MarketDataError, indicator_name
 from alloc_assets.defs.common import (
     WAREHOUSE_POOL,
     WAREHOUSE_RETRY,
@@ -32,13 +33,14 @@ from alloc_assets.schemas import (
     CheckOutcome,
     MarketPrices,
     describe_first_failure,
+    indicator_checks,
     market_price_checks,
 )
 from resources.landing import LandingZone
 from resources.market_source import MarketDataSource
 from resources.warehouse import Change, DuckDBWarehouse
 
-MARKET_TABLES = ("market_prices",)
+MARKET_TABLES = ("market_prices",)  # sql/market_prices.sql: prices, benchmark, sectors, indicators
 
 
 class MarketPricesConfig(dg.Config):
@@ -135,6 +137,7 @@ def build_market_prices(partitions_def: dg.PartitionsDefinition = market_partiti
                 except MarketDataError as exc:
                     raise _fail(exc) from None
                 landed = _split_benchmark_columns(landed, bench_names)
+                landed = _split_indicator_columns(landed, _stored_indicator_names(warehouse, src))
                 src = _overlay(src, landed, set(copies))
             universe = (config.symbols or _stored_universe(warehouse, start, end)
                         or sorted(data.prices["symbol"].unique().to_list()) or sorted(src.prices["symbol"].unique().to_list()))
@@ -158,6 +161,9 @@ def build_market_prices(partitions_def: dg.PartitionsDefinition = market_partiti
                 by_name = {o.name: o for o in bench_outcomes}
                 outcomes = [_merge(o, by_name[o.name]) if o.severity == "ERROR" else o for o in outcomes]
             outcomes = _benchmark_every_day(outcomes, window, bench, bench_names)
+            indicators = src.indicators if src.indicators is not None and src.indicators.height else None
+            outcomes.append(indicator_checks(indicators if indicators is not None else pl.DataFrame(), start, end,
+                                             set(sessions_between(start, end).date)))
             if any(o.blocking_failure for o in outcomes) and (config.files or config.consume):
                 _reject_landing(config, landing, outcomes)
             yield from raise_on_blocking(context, outcomes, asset="market_prices")
@@ -166,10 +172,14 @@ def build_market_prices(partitions_def: dg.PartitionsDefinition = market_partiti
             writes = {"market_prices": stored}
             if bench is not None:
                 writes["market_benchmark"] = bench.select("date", "name", "close").sort("date")
+            if indicators is not None:
+                writes["market_indicators"] = indicators.select("date", "name", "value").sort("date", "name")
             changed_from = _first_change(warehouse, "market_prices", stored, ["date", "symbol"], start, end)
-            if bench is not None:
-                b = _first_change(warehouse, "market_benchmark", writes["market_benchmark"], ["date"], start, end)
-                changed_from = min(d for d in (changed_from, b) if d is not None) if (changed_from or b) else None
+            others = [("market_benchmark", ["date"], "close"), ("market_indicators", ["date", "name"], "value")]
+            for table, keys, value in others:
+                if table in writes:
+                    d = _first_change(warehouse, table, writes[table], keys, start, end, value)
+                    changed_from = min(x for x in (changed_from, d) if x is not None) if (changed_from or d) else None
             sectors = data.sectors
             whole = {"market_sectors": pl.DataFrame({"symbol": list(sectors), "sector": list(sectors.values())},
                                                     schema={"symbol": pl.Utf8, "sector": pl.Utf8})} if sectors else None
@@ -199,6 +209,9 @@ def build_market_prices(partitions_def: dg.PartitionsDefinition = market_partiti
                 "landing_files_removed": len(removed),
                 "benchmark": "none (the equal-weight index of the universe stands in)" if bench is None
                 else f"{bench['name'][0]} in market_benchmark",
+                "indicators": ", ".join(sorted(set(indicators["name"].to_list()))) if indicators is not None
+                else "none",
+                "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in data.notes) or "_none_"),
                 "last_date": str(last_day),
                 "preview": dg.MetadataValue.md(_preview(last)),
             },
@@ -219,19 +232,51 @@ def _overlay(src: MarketData, landed: MarketData, days: set[dt.date]) -> MarketD
     benches = [b for b in (src.benchmark.filter(keep) if src.benchmark is not None else None, landed.benchmark)
                if b is not None]
     bench = pl.concat(benches, how="diagonal_relaxed").sort("date") if benches else None
-    return MarketData(prices, bench, {**src.sectors, **landed.sectors}, src.files + landed.files)
+    inds = [i for i in (src.indicators.filter(keep) if src.indicators is not None else None, landed.indicators)
+            if i is not None]
+    ind = pl.concat(inds, how="diagonal_relaxed").sort("date", "name") if inds else None
+    return MarketData(prices, bench, {**src.sectors, **landed.sectors}, src.files + landed.files,
+                      indicators=ind, notes=src.notes + landed.notes)
+
+
+def _stored_indicator_names(warehouse: DuckDBWarehouse, src: MarketData) -> set[str]:
+    names = set(src.indicators["name"].unique().to_list()) if src.indicators is not None else set()
+    if warehouse.table_exists("market_indicators"):
+        names |= set(warehouse.query("SELECT DISTINCT name FROM market_indicators")["name"].to_list())
+    return names
+
+
+def _split_indicator_columns(data: MarketData, names: set[str]) -> MarketData:
+    """A landing file may carry a stored indicator as one more column (e.g. ``VIX``): store it as
+    that indicator (never traded), not as a stock."""
+    if not names or data.prices.height == 0:
+        return data
+    keys = {s: indicator_name(s, strict=False) for s in data.prices["symbol"].unique().to_list()}
+    moved = [s for s, k in keys.items() if k in names]
+    if not moved:
+        return data
+    rows = data.prices.filter(pl.col("symbol").is_in(moved))
+    ind = rows.with_columns(pl.col("symbol").replace_strict(keys, return_dtype=pl.Utf8).alias("name"),
+                            pl.col("close").alias("value")).select(
+        "date", "name", "value", "source_file", "source_row", "source_column")
+    if data.indicators is not None:
+        ind = pl.concat([data.indicators, ind], how="diagonal_relaxed")
+    return dataclasses.replace(data, prices=data.prices.filter(~pl.col("symbol").is_in(moved)), indicators=ind)
 
 
 def _first_change(warehouse: DuckDBWarehouse, table: str, new: pl.DataFrame, keys: list[str],
-                  start: dt.date, end: dt.date) -> dt.date | None:
-    """The earliest date in [start, end] whose stored rows differ from ``new`` (None: identical)."""
+                  start: dt.date, end: dt.date, value: str = "close") -> dt.date | None:
+    """The earliest date in [start, end] whose stored rows differ from ``new`` (None: identical;
+    NaN equals NaN: a missing indicator value stays missing)."""
     if not warehouse.table_exists(table):
         return new["date"].min() if new.height else None
-    old = warehouse.query(f"SELECT {', '.join(keys)}, close FROM {table} WHERE date BETWEEN ? AND ?", [start, end])
+    old = warehouse.query(f"SELECT {', '.join(keys)}, {value} FROM {table} WHERE date BETWEEN ? AND ?", [start, end])
     if old.height == 0:
         return new["date"].min() if new.height else None
-    both = new.select(*keys, "close").join(old, on=keys, how="full", coalesce=True, suffix="_old")
-    diff = both.filter(pl.col("close").is_null() | pl.col("close_old").is_null() | (pl.col("close") != pl.col("close_old")))
+    both = new.select(*keys, value).join(old, on=keys, how="full", coalesce=True, suffix="_old")
+    a, b = pl.col(value), pl.col(f"{value}_old")
+    same = (a == b) | (a.is_nan() & b.is_nan())
+    diff = both.filter(a.is_null() | b.is_null() | ~same)
     return diff["date"].min() if diff.height else None
 
 
@@ -319,7 +364,7 @@ def _split_benchmark_columns(data: MarketData, names: list[str]) -> MarketData:
     if bench.height == 0:
         return data
     bench = bench.rename({"symbol": "name"}).select("date", "name", "close", "source_file", "source_row", "source_column")
-    return MarketData(data.prices.filter(~is_bench), bench, data.sectors, data.files)
+    return dataclasses.replace(data, prices=data.prices.filter(~is_bench), benchmark=bench)
 
 
 def _stored_universe(warehouse: DuckDBWarehouse, start: dt.date, end: dt.date) -> list[str]:
