@@ -1,7 +1,7 @@
 """``make demo``: materialize the graph on the bundled data through Dagster and print the result.
 
 A person can watch it: one line per phase with its time, then the comparison, the verdict, the
-stress dashboard and the paths. Dagster's console output is at WARNING; every run's full event log
+stress dashboard and the paths. Dagster's console output is off (failures print in five lines at most); every run's full event log
 goes to ``$ALLOC_HOME/logs/demo-<time>.log``. Runs are recorded in the persistent instance under
 ``$DAGSTER_HOME`` (default ``$ALLOC_HOME/dagster``), so ``make ui`` shows them afterwards.
 """
@@ -19,7 +19,10 @@ from pathlib import Path
 from alloc_assets.instance import prepare_instance_home
 from resources.settings import default_logs_dir
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+#: Dagster's console logger off for the demo (CRITICAL: nothing it emits reaches the terminal; a step
+#: failure would otherwise print its stack trace): every event goes to the log file instead, and a
+#: failure is printed in at most five lines by ``_report_error``.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 class Progress:
@@ -44,6 +47,9 @@ def _write_logs(instance, run_id: str, log: Path) -> None:
             kind = entry.dagster_event.event_type_value if entry.dagster_event else "LOG"
             fh.write(f"{stamp} {entry.level if isinstance(entry.level, str) else entry.level} {run_id[:8]} "
                      f"{entry.step_key or '-'} {kind} {entry.message or ''}\n")
+            error = getattr(entry.dagster_event.event_specific_data, "error", None) if entry.dagster_event else None
+            if error is not None:  # a failure's stack trace: here, never on the terminal
+                fh.write(error.to_string() + "\n")
 
 
 def _failure(result) -> str:
@@ -53,7 +59,7 @@ def _failure(result) -> str:
     data = failure.event_specific_data
     text = data.user_failure_data.description if data.user_failure_data and data.user_failure_data.description \
         else data.error.message.strip()
-    return f"{failure.step_key}: {text}"
+    return text if text.startswith(f"{failure.step_key}:") else f"{failure.step_key}: {text}"
 
 
 def error_lines(what: str, message: str, log: Path, width: int = 160) -> list[str]:

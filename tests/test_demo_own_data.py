@@ -97,11 +97,16 @@ def test_make_demo_on_ohlcv_exports_and_a_fred_vix_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_bad_file_prints_five_lines_at_most_and_logs_the_traceback(tmp_path):
+@pytest.mark.parametrize("where", ["reader", "checks"])
+def test_a_bad_file_prints_five_lines_at_most_and_logs_the_traceback(tmp_path, where):
+    """``reader``: a price that is not a number stops the read; ``checks``: an empty cell reads as
+    NaN and fails the blocking check ``prices_finite_positive`` inside the run."""
     folder = tmp_path / "exports"
     folder.mkdir()
-    (folder / "SPY.csv").write_text("Date,Open,High,Low,Close,Adj Close,Volume\n1/13/2021,1,1,1,1,1.5,10\n"
-                                    "1/14/2021,1,1,1,1,abc,10\n")
+    bad = "abc" if where == "reader" else ""
+    days = [d for d in sessions_between(dt.date(2021, 1, 4), dt.date(2021, 3, 31))]
+    rows = [f"{_mdy(d)},1,1,1,1,{bad if k == 1 else 10 + k * 0.01},10" for k, d in enumerate(days)]
+    (folder / "SPY.csv").write_text("Date,Open,High,Low,Close,Adj Close,Volume\n" + "\n".join(rows) + "\n")
     env = {**os.environ, "ALLOC_HOME": str(tmp_path / "alloc"), "DAGSTER_HOME": str(tmp_path / "alloc" / "dagster"),
            "ALLOC_MARKET_DATA": str(folder)}
     proc = subprocess.run([sys.executable, "-m", "alloc_assets.demo"], cwd=REPO, env=env, capture_output=True,
@@ -110,6 +115,8 @@ def test_a_bad_file_prints_five_lines_at_most_and_logs_the_traceback(tmp_path):
     err = proc.stderr.strip().splitlines()
     assert 1 < len(err) <= 5, proc.stderr
     text = " ".join(err)
-    assert "SPY.csv" in text and "row 2" in text and "Adj Close" in text and "Traceback" not in proc.stderr
-    log = Path(err[-1].split(": ", 1)[1])
-    assert "Traceback" in log.read_text() and "abc" in log.read_text()
+    assert "SPY.csv" in text and "row 2" in text and "Adj Close" in text
+    for stream in (proc.stdout, proc.stderr):
+        assert "Traceback" not in stream and "Stack Trace" not in stream
+    log = Path(err[-1].split(": ", 1)[1]).read_text()
+    assert ("Traceback" in log or "Stack Trace" in log) and "SPY.csv" in log

@@ -298,3 +298,86 @@ def test_a_stray_carriage_return_names_the_file_and_line(tmp_path):
     with pytest.raises(MarketDataError) as err:
         read_price_file(tmp_path / "cr.csv")
     assert "cr.csv" in str(err.value) and "carriage return" in str(err.value)
+
+
+# ------------------------------------------------------------------ issue 14 through the asset: no edits, or a
+# rejection with the message described and the warehouse unchanged
+
+
+def _rows_mdy(sep: str = ",", dec: str = ".") -> list[str]:
+    out = []
+    for r in GOOD:
+        d = dt.date.fromisoformat(r[0])
+        out.append(sep.join([f"{d.month}/{d.day}/{d.year}", *[v.replace(".", dec) for v in r[1:]]]))
+    return out
+
+
+def test_ohlcv_exports_and_a_fred_indicator_are_stored_with_no_edits(stored, tmp_path):
+    folder = tmp_path / "exports"
+    (folder / "indicators").mkdir(parents=True)
+    for j, s in enumerate(SYMS):
+        lines = ["Date,Open,High,Low,Close,Adj Close,Volume"] + [
+            f"{r[0]},1,1,1,{float(r[1 + j]) * 2},{r[1 + j]},100" for r in GOOD]
+        (folder / f"{s}.csv").write_text("\n".join(lines) + "\n")
+    (folder / "indicators" / "VIX.csv").write_text(
+        "DATE,VIXCLS\n2022-12-21,21.97\n2022-12-22,.\n2022-12-23,20.87\n2022-12-26,.\n")  # 12-26: holiday
+    assert run(None, folder, raise_on_error=True).success
+    after = snapshot()
+    assert after.filter(pl.col("date") == pl.date(2022, 12, 23))["close"].to_list() == [10.4, 19.9, 30.5]
+    ind = DuckDBWarehouse().query("SELECT date, name, value FROM market_indicators ORDER BY date")
+    assert [str(d) for d in ind["date"].to_list()] == ["2022-12-21", "2022-12-22", "2022-12-23"]
+    assert ind["name"].to_list() == ["vix"] * 3
+    v = ind["value"].to_list()
+    assert v[0] == 21.97 and math.isnan(v[1]) and v[2] == 20.87
+
+
+def test_a_semicolon_file_with_decimal_commas_is_stored_with_no_edits(stored, tmp_path):
+    src = tmp_path / "eu.csv"
+    src.write_text("\n".join(["date;" + ";".join(SYMS)] + [";".join([r[0], *[v.replace(".", ",") for v in r[1:]]])
+                                                           for r in GOOD]) + "\n")
+    assert run(None, src, raise_on_error=True).success
+    assert snapshot().filter(pl.col("date") == pl.date(2022, 12, 23))["close"].to_list() == [10.4, 19.9, 30.5]
+
+
+def test_ambiguous_dates_run_with_the_one_documented_setting(stored, tmp_path, monkeypatch):
+    src = tmp_path / "us.csv"
+    src.write_text("\n".join(["date," + ",".join(SYMS), *_rows_mdy()]) + "\n")
+    assert run(None, src, raise_on_error=True).success  # 12/21/2022: a day above 12, detected
+    monkeypatch.setenv("ALLOC_DATE_FORMAT", "m/d/y")
+    assert run(None, src, raise_on_error=True).success
+
+
+@pytest.mark.parametrize("case", ["delimiter", "decimal", "carriage_return", "index_among_prices",
+                                  "volatility_index_column", "benchmark_ends_early"])
+def test_rejected_inputs_name_the_fix_and_leave_the_warehouse_unchanged(stored, tmp_path, monkeypatch, case):
+    header = "date," + ",".join(SYMS)
+    if case == "delimiter":
+        src = tmp_path / "p.csv"
+        src.write_text("\n".join(["date;" + ";".join(SYMS)] + [";".join(r) for r in GOOD]) + "\n")
+        monkeypatch.setenv("ALLOC_CSV_DELIMITER", ",")
+        contains = ("p.csv", "ALLOC_CSV_DELIMITER=;")
+    elif case == "decimal":
+        src = tmp_path / "p.csv"
+        src.write_text("\n".join([header, *[",".join([r[0], f'"{r[1].replace(".", ",")}"', *r[2:]]) for r in GOOD]]) + "\n")
+        contains = ("p.csv", "row 1", "column 'AAA'", "ALLOC_CSV_DECIMAL=,")
+    elif case == "carriage_return":
+        src = tmp_path / "p.csv"
+        src.write_bytes(("\n".join([header, *[",".join(r) for r in GOOD]]) + "\n").replace("10.5", "10\r.5").encode())
+        contains = ("p.csv", "carriage return", "line")
+    elif case == "index_among_prices":
+        src = tmp_path / "exports"
+        src.mkdir()
+        wide_csv(src / "prices.csv", GOOD)
+        (src / "^VIX.csv").write_text("Date,Open,High,Low,Close,Adj Close,Volume\n" +
+                                      "".join(f"{r[0]},1,1,1,20,20,0\n" for r in GOOD))
+        contains = ("^VIX.csv", "indicators/", "benchmark_")
+    elif case == "volatility_index_column":
+        src = wide_csv(tmp_path / "p.csv", [[*r, "20.1"] for r in GOOD], header=["date", *SYMS, "VIX"])
+        contains = ("p.csv", "column 'VIX'", "indicators/")
+    else:
+        src = tmp_path / "data"
+        src.mkdir()
+        wide_csv(src / "prices.csv", GOOD)
+        (src / "benchmark_IDX.csv").write_text(f"date,IDX\n{DAY1},100\n{DAY2},101\n")
+        contains = ("benchmark_IDX.csv", "IDX", DAY3)
+    expect_rejected(tmp_path, stored, source=src, contains=contains)
