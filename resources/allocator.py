@@ -72,9 +72,18 @@ class AllocatorSettings(dg.ConfigurableResource):
 
     def score_terms(self) -> tuple[ScoreTerm, ...]:
         """The default stress-score terms plus one per ``score_indicators`` entry."""
-        extra = []
+        from alloc_assets.core.market_io import indicator_name
+
+        extra: list[ScoreTerm] = []
+        taken = {t.feature for t in DEFAULT_SCORE_TERMS}
         for entry in self.score_indicators:
-            name, *opts = [p.strip() for p in entry.split(":")]
+            raw, *opts = [p.strip() for p in entry.split(":")]
+            name = indicator_name(raw, strict=False)
+            if not name or name in taken:
+                raise ValueError(f"score_indicators entry {entry!r}: {name or raw!r} is "
+                                 + ("empty" if not name else "already a term of the stress score (listed twice, or a "
+                                    "built-in feature)"))
+            taken.add(name)
             transform, weight = Transform.NONE, INDICATOR_WEIGHT
             for o in opts:
                 if o.lower() == "log":
@@ -84,7 +93,7 @@ class AllocatorSettings(dg.ConfigurableResource):
                         weight = float(o)
                     except ValueError:
                         raise ValueError(f"score_indicators entry {entry!r}: {o!r} is neither 'log' nor a weight") from None
-            extra.append(ScoreTerm(name.lower(), weight, transform, learn_days=INDICATOR_LEARN_DAYS))
+            extra.append(ScoreTerm(name, weight, transform, learn_days=INDICATOR_LEARN_DAYS))
         return DEFAULT_SCORE_TERMS + tuple(extra)
 
     def regime_config(self) -> RegimeConfig:

@@ -24,17 +24,29 @@ def _env_indicators() -> str:
     return os.environ.get("ALLOC_INDICATORS", "")
 
 
-@lru_cache(maxsize=1024)
+#: Reader settings that change what a file parses to: part of every cache key.
+READER_SETTINGS = ("ALLOC_CSV_DELIMITER", "ALLOC_CSV_DECIMAL", "ALLOC_DATE_FORMAT")
+
+
+def _settings() -> tuple:
+    return tuple((k, os.environ.get(k, "")) for k in READER_SETTINGS)
+
+
 def _cached_read(path: str, stamp: tuple, indicators: str = "") -> MarketData:
+    return _cached_read_with(path, stamp, indicators, _settings())
+
+
+@lru_cache(maxsize=1024)
+def _cached_read_with(path: str, stamp: tuple, indicators: str, settings: tuple) -> MarketData:
     """The parsed source, cached in memory and on disk (``$ALLOC_HOME/cache``, keyed by the files'
-    paths, sizes and modification times): a fresh run process (every daemon-launched run) loads the
+    paths, sizes and modification times and the reader settings): a fresh run process (every daemon-launched run) loads the
     parsed frames in milliseconds instead of re-parsing the whole CSV history."""
     import hashlib
     import pickle
 
     from resources.settings import alloc_home
 
-    key = hashlib.sha256(repr((path, stamp, indicators, "v2")).encode()).hexdigest()[:24]
+    key = hashlib.sha256(repr((path, stamp, indicators, settings, "v3")).encode()).hexdigest()[:24]
     cache = alloc_home() / "cache" / f"source-{key}.pkl"
     try:
         return pickle.loads(cache.read_bytes())

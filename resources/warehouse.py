@@ -181,6 +181,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         consumed: Watermark | None = None,
         stale_carries: tuple[str, dt.date] | None = None,
         rebuild: bool = False,
+        scoped: dict[str, tuple[str, list[str]]] | None = None,
     ) -> int | None:
         """Replace rows dated in [start, end] of each table in ``writes``, all in ONE transaction.
 
@@ -191,6 +192,8 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         transaction. Any error rolls back everything: the warehouse then holds what it held before.
         ``rebuild`` (a full recompute): a table whose columns differ from the frame's (e.g. an
         indicator added to the latent state) is dropped and re-created in the same transaction.
+        ``scoped`` {table: (column, values)}: that table's window is replaced only for rows whose
+        ``column`` is in ``values`` (e.g. the indicators a run carries; the others keep their rows).
         """
         version = None
         with self.connect() as con:
@@ -206,6 +209,12 @@ class DuckDBWarehouse(dg.ConfigurableResource):
                         if cols and cols != list(frame.columns):
                             con.execute(f'DROP TABLE "{table}"')
                     _create_like(con, table, frame)
+                    if scoped and table in scoped:
+                        column, values = scoped[table]
+                        con.execute(f'DELETE FROM "{table}" WHERE "{date_column}" BETWEEN ? AND ? AND "{column}" IN '
+                                    f"({', '.join('?' * len(values))})", [start, end, *values])
+                        _insert(con, table, frame)
+                        continue
                     con.execute(f'DELETE FROM "{table}" WHERE "{date_column}" BETWEEN ? AND ?', [start, end])
                     _insert(con, table, frame)
                 if stale_carries is not None:

@@ -185,7 +185,7 @@ def test_landing_file_reaches_the_report_in_one_run(running_dagster):
     print(f"landing file -> report through the daemon: {seconds:.1f} s")
     d = _wait("tables", lambda: _last_dates(tmp / "alloc" / "warehouse.duckdb"), dev_log)
     assert set(d.values()) == {NEXT_DAY}, d
-    runs = _runs(env)
+    runs = _wait_runs_finished(env, dev_log)  # the run goes on after the report (calibration, figures)
     assert len(runs) == runs_before + 1 and runs[0]["job"] == "refresh_job" and runs[0]["status"] == "SUCCESS"
     assert not (tmp / "alloc" / "landing" / f"prices_{NEXT_DAY}.csv").exists()  # consumed once stored
 

@@ -55,6 +55,13 @@ def snapshot() -> pl.DataFrame:
     return DuckDBWarehouse().query("SELECT * FROM market_prices ORDER BY date, symbol")
 
 
+def side_tables() -> dict[str, pl.DataFrame]:
+    """The benchmark and indicator tables (absent: empty): a rejection must leave them as they were too."""
+    wh = DuckDBWarehouse()
+    return {t: wh.query(f"SELECT * FROM {t} ORDER BY ALL") if wh.table_exists(t) else pl.DataFrame()
+            for t in ("market_benchmark", "market_indicators")}
+
+
 def failure_message(result) -> str:
     failures = [e for e in result.all_events if e.is_step_failure]
     assert failures, "the run should fail"
@@ -74,6 +81,7 @@ def stored(alloc_home, tmp_path):
 
 
 def expect_rejected(tmp_path, before, *, source=None, files=None, start=DAY3, end=DAY3, contains=()):
+    side = side_tables()
     result = run(files, source, start, end)
     assert not result.success
     message = failure_message(result)
@@ -81,6 +89,8 @@ def expect_rejected(tmp_path, before, *, source=None, files=None, start=DAY3, en
         assert fragment in message, f"{fragment!r} not in message:\n{message}"
     after = snapshot()
     assert after.equals(before), "the warehouse changed after a rejected input"
+    for table, frame in side_tables().items():
+        assert frame.equals(side[table]), f"{table} changed after a rejected input"
     return message
 
 
@@ -340,11 +350,25 @@ def test_a_semicolon_file_with_decimal_commas_is_stored_with_no_edits(stored, tm
 
 
 def test_ambiguous_dates_run_with_the_one_documented_setting(stored, tmp_path, monkeypatch):
+    """12/1/2022, 12/2/2022, 12/5/2022 read both ways (no day above 12): rejected naming the setting,
+    then stored as December with ALLOC_DATE_FORMAT=m/d/y (the parse cache is keyed by the setting)."""
     src = tmp_path / "us.csv"
-    src.write_text("\n".join(["date," + ",".join(SYMS), *_rows_mdy()]) + "\n")
-    assert run(None, src, raise_on_error=True).success  # 12/21/2022: a day above 12, detected
+    days = ["12/1/2022", "12/2/2022", "12/5/2022"]
+    src.write_text("\n".join(["date," + ",".join(SYMS)] + [f"{d},10,20,30" for d in days]) + "\n")
+    expect_rejected(tmp_path, stored, source=src, contains=("us.csv", "row 1", "ALLOC_DATE_FORMAT=m/d/y"))
     monkeypatch.setenv("ALLOC_DATE_FORMAT", "m/d/y")
     assert run(None, src, raise_on_error=True).success
+    dates = sorted({str(d) for d in snapshot()["date"].to_list()})
+    assert dates == ["2022-12-01", "2022-12-02", "2022-12-05"]
+
+
+def test_a_semicolon_column_mixing_thousands_and_decimal_points_is_an_error_not_a_1000x_price(stored, tmp_path):
+    src = tmp_path / "eu.csv"
+    src.write_text("date;AAA;BBB;CCC\n" + "".join(f"{d};12.345;20;30\n" for d in (DAY1, DAY2, DAY3)))
+    expect_rejected(tmp_path, stored, source=src, contains=("eu.csv", "column 'AAA'", "ALLOC_CSV_DECIMAL"))
+    src.write_text("date;AAA;BBB;CCC\n" + f"{DAY1};12.345;20;30\n{DAY2};12.5;20;30\n{DAY3};12.4;20;30\n")
+    assert run(None, src, raise_on_error=True).success  # a dot that cannot group thousands: decimals
+    assert snapshot().filter(pl.col("symbol") == "AAA")["close"].to_list() == [12.345, 12.5, 12.4]
 
 
 @pytest.mark.parametrize("case", ["delimiter", "decimal", "carriage_return", "index_among_prices",

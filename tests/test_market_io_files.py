@@ -241,14 +241,6 @@ def test_a_volatility_index_symbol_in_a_long_file_names_its_row(tmp_path):
     assert (err.row, err.column) == (2, "symbol") and "'VIX' is a volatility index" in str(err)
 
 
-def test_named_indicator_columns_of_a_price_file_become_indicators(tmp_path):
-    p = write(tmp_path / "prices_2021-07-01.csv", "date,AAA,VIX\n2021-07-01,10.5,15.48\n")
-    data = read_market_data(p, indicator_columns={"vix"})
-    assert data.prices["symbol"].to_list() == ["AAA"] and data.prices["close"].to_list() == [10.5]
-    assert data.indicators["name"].to_list() == ["vix"] and data.indicators["value"].to_list() == [15.48]
-    assert data.indicators["source_column"].to_list() == ["VIX"] and dict(data.indicators.schema) == INDICATOR_SCHEMA
-
-
 def test_a_benchmark_may_be_an_index(tmp_path):
     src = prices_dir(tmp_path / "src", SESSIONS[-2:])
     write(src / "benchmark_GSPC.csv", "Date,Open,High,Low,Close,Adj Close,Volume\n"

@@ -29,7 +29,8 @@ def _sessions() -> list[dt.date]:
     return list(sessions_between(START, END).date)
 
 
-def write_folder(root: Path, n_assets: int, vix: bool = True, bench_end: dt.date | None = None) -> dict:
+def write_folder(root: Path, n_assets: int, vix: bool = True, bench_end: dt.date | None = None,
+                 vix_from: dt.date = START) -> dict:
     """Prices of ``n_assets`` random walks (seeded), a benchmark index, and a FRED-style VIX file:
     a row on EVERY weekday (holidays included, '.' there) and '.' on a few sessions."""
     root.mkdir(parents=True, exist_ok=True)
@@ -52,7 +53,9 @@ def write_folder(root: Path, n_assets: int, vix: bool = True, bench_end: dt.date
         sessions = set(days)
         while day <= END:
             if day.weekday() < 5:
-                if day not in sessions or k % 97 == 5:
+                if day < vix_from:
+                    pass  # the series starts later than the prices
+                elif day not in sessions or k % 97 == 5:
                     text.append(f"{day},.")  # FRED: '.' on holidays (and a few missing sessions)
                 else:
                     v = round(18.0 + 6.0 * math.sin(k / 40.0) + (k % 7) * 0.1, 2)
@@ -89,7 +92,7 @@ def expected_vix(vix: dict[dt.date, float], days: list[dt.date]) -> list[float]:
 
 
 def test_vix_enters_the_latent_state_causally_and_is_never_traded(alloc_home, tmp_path, monkeypatch):
-    data = write_folder(tmp_path / "mydata", 5)
+    data = write_folder(tmp_path / "mydata", 5, vix_from=dt.date(2020, 3, 2))
     assert refresh(monkeypatch, tmp_path / "mydata").success
     wh = DuckDBWarehouse()
     symbols = wh.query("SELECT DISTINCT symbol FROM market_prices ORDER BY symbol")["symbol"].to_list()
@@ -103,6 +106,7 @@ def test_vix_enters_the_latent_state_causally_and_is_never_traded(alloc_home, tm
     assert state["date"].to_list() == data["days"]
     want = expected_vix(data["vix"], data["days"])
     got = state["vix"].to_list()
+    assert math.isnan(want[0]) and sum(math.isnan(w) for w in want) == 40  # Jan-Feb 2020: before the series
     assert all((math.isnan(w) and math.isnan(g)) or w == g for w, g in zip(want, got))
     rep = report(alloc_home)
     assert rep["data"]["indicators"] == ["vix"] and rep["data"]["benchmark"] == "IDX"
@@ -131,8 +135,25 @@ def test_a_landing_file_can_carry_the_indicator_as_a_column(alloc_home, tmp_path
     assert wh.query("SELECT vix FROM latent_state WHERE date = ?", [day])["vix"].to_list() == [23.45]
 
 
+def stress_term_reference(x: list[float], warm: list[bool], weight: float, learn: int = 63,
+                          clip: float = 5.0) -> list[float]:
+    """The documented rule for an indicator term, written out: z_t from the mean and (population)
+    sd of the warm, observed values strictly before t; 0 until ``learn`` of them exist or when x_t
+    is missing; contribution = weight * clip(z, +-5)."""
+    out, seen = [], []
+    for xt, w in zip(x, warm):
+        if len(seen) >= learn and not math.isnan(xt):
+            m = sum(seen) / len(seen)
+            sd = math.sqrt(max(sum(v * v for v in seen) / len(seen) - m * m, 1e-12))
+            out.append(weight * max(-clip, min(clip, (xt - m) / sd)))
+        else:
+            out.append(0.0)
+        if w and not math.isnan(xt):
+            seen.append(xt)
+    return out
+
+
 def test_the_regime_can_use_an_indicator_and_it_counts_only_after_63_warm_values(alloc_home, tmp_path, monkeypatch):
-    from alloc_assets.core.features import FeatureConfig
     from alloc_assets.definitions import defs
     from resources.allocator import AllocatorSettings
 
@@ -141,20 +162,44 @@ def test_the_regime_can_use_an_indicator_and_it_counts_only_after_63_warm_values
     job = defs.resolve_job_def("refresh_job")
     result = job.execute_in_process(
         instance=dg.DagsterInstance.ephemeral(), tags=range_tags("2020", "2022"),
-        resources={"allocator": AllocatorSettings(score_indicators=["vix:log"])})
+        resources={"allocator": AllocatorSettings(score_indicators=["VIX:log"])})
     assert result.success
     wh = DuckDBWarehouse()
     cols = wh.query("SELECT * FROM regime_series LIMIT 1").columns
-    contrib = [c for c in cols if c.startswith("contrib") and "vix" in c]
-    assert len(contrib) == 1, cols
-    rows = wh.query(f"SELECT r.date, r.{contrib[0]} AS c, s.warm, s.vix FROM regime_series r "
+    assert [c for c in cols if c.startswith("contrib") and "vix" in c] == ["contrib_vix"], cols
+    rows = wh.query("SELECT r.date, r.contrib_vix AS c, s.warm, s.vix FROM regime_series r "
                     "JOIN latent_state s USING (date) ORDER BY r.date")
-    seen = (rows["warm"] & rows["vix"].is_not_nan()).cast(pl.Int64).cum_sum().to_list()
-    c = rows["c"].to_list()
-    # a term without a prior contributes 0 until 63 warm values came before the date
-    assert all(v == 0.0 for v, n in zip(c, seen) if n <= 63)
-    assert any(v != 0.0 for v, n in zip(c, seen) if n > 64)
-    assert FeatureConfig().warm_days == 63
+    want = stress_term_reference([math.log(v) for v in rows["vix"].to_list()], rows["warm"].to_list(), 0.25)
+    got = rows["c"].to_list()
+    first = next(i for i, v in enumerate(want) if v != 0.0)
+    assert next(i for i, v in enumerate(got) if v != 0.0) == first  # the 64th value is the first that counts
+    assert max(abs(a - b) for a, b in zip(got, want)) < 1e-9
+
+
+def test_score_indicators_are_incremental_and_equal_to_one_backfill(alloc_home, tmp_path, monkeypatch):
+    """Year by year (three runs, each resuming from the stored carries) equals one run over 2020-2022."""
+    from alloc_assets.definitions import defs
+    from resources.allocator import AllocatorSettings
+
+    write_folder(tmp_path / "mydata", 3, vix_from=dt.date(2020, 6, 1))
+    monkeypatch.setenv("ALLOC_MARKET_DATA", str(tmp_path / "mydata"))
+    job = defs.resolve_job_def("refresh_job")
+    res = {"allocator": AllocatorSettings(score_indicators=["vix:log:0.3"])}
+    tables = ("market_indicators", "latent_state", "regime_series", "risk_scalars")
+    got = {}
+    for mode in ("batch", "yearly"):
+        monkeypatch.setenv("ALLOC_HOME", str(tmp_path / mode))
+        if mode == "batch":
+            assert job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags=range_tags("2020", "2022"),
+                                          resources=res).success
+        else:
+            inst = dg.DagsterInstance.ephemeral()
+            for year in ("2020", "2021", "2022"):
+                assert job.execute_in_process(instance=inst, partition_key=year, resources=res).success
+        wh = DuckDBWarehouse()
+        got[mode] = {t: wh.query(f"SELECT * FROM {t} ORDER BY ALL") for t in tables}
+    for t in tables:
+        assert got["batch"][t].equals(got["yearly"][t]), t
 
 
 def test_a_score_indicator_that_is_not_stored_fails_with_the_fix(alloc_home, tmp_path, monkeypatch):
@@ -196,3 +241,48 @@ def test_a_benchmark_that_ends_early_names_its_file_and_first_missing_date(alloc
     assert "benchmark_IDX.csv" in text and "2022-01-03" in text
     assert not (Path(DuckDBWarehouse().file).exists() and DuckDBWarehouse().table_exists("market_prices")
                 and DuckDBWarehouse().query("SELECT count(*) AS n FROM market_prices")["n"][0])
+
+
+def test_a_landing_day_keeps_the_sources_indicator_value_of_that_day(alloc_home, tmp_path, monkeypatch):
+    from alloc_assets.core.landing import accept
+    from alloc_assets.definitions import defs
+    from resources.landing import LandingZone
+
+    data = write_folder(tmp_path / "mydata", 3)
+    assert refresh(monkeypatch, tmp_path / "mydata").success
+    day = max(data["vix"])  # the last day the source has a VIX value
+    src = tmp_path / f"feed_{day}.csv"
+    src.write_text("date," + ",".join(data["names"]) + ",IDX\n" + f"{day},10,20,30,3100\n")  # prices only
+    copy = accept(src, LandingZone().accepted(), day)
+    result = defs.resolve_job_def("refresh_job").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), partition_key=str(day.year),
+        run_config={"ops": {"market_prices": {"config": {"files": [str(copy)]}}}})
+    assert result.success
+    wh = DuckDBWarehouse()
+    assert wh.query("SELECT close FROM market_prices WHERE date = ? AND symbol = 'T0'", [day])["close"].to_list() == [10.0]
+    assert wh.query("SELECT value FROM market_indicators WHERE date = ?", [day])["value"].to_list() == [data["vix"][day]]
+    assert wh.query("SELECT vix FROM latent_state WHERE date = ?", [day])["vix"].to_list() == [data["vix"][day]]
+
+
+def test_an_infinite_indicator_in_a_landing_file_is_rejected_and_nothing_changes(alloc_home, tmp_path, monkeypatch):
+    from alloc_assets.core.landing import accept
+    from alloc_assets.definitions import defs
+    from resources.landing import LandingZone
+
+    data = write_folder(tmp_path / "mydata", 3)
+    assert refresh(monkeypatch, tmp_path / "mydata").success
+    wh = DuckDBWarehouse()
+    before = {t: wh.query(f"SELECT * FROM {t} ORDER BY ALL") for t in ("market_prices", "market_indicators")}
+    day = dt.date(2023, 1, 3)
+    src = tmp_path / f"feed_{day}.csv"
+    src.write_text("date," + ",".join(data["names"]) + ",IDX,VIX\n" + f"{day},10,20,30,3100,inf\n")
+    copy = accept(src, LandingZone().accepted(), day)
+    result = defs.resolve_job_def("refresh_job").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), partition_key="2023", raise_on_error=False,
+        run_config={"ops": {"market_prices": {"config": {"files": [str(copy)]}}}})
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    text = failure.step_failure_data.user_failure_data.description
+    assert "indicators_valid" in text and "column 'VIX'" in text and f"{day}.csv, row 1" in text
+    for t, frame in before.items():
+        assert wh.query(f"SELECT * FROM {t} ORDER BY ALL").equals(frame), t

@@ -37,7 +37,7 @@ import gzip
 import io
 import os
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -75,7 +75,8 @@ DELIMITER_TOKENS = {",": ",", ";": ";", "\t": "tab"}
 DECIMALS = {".": ".", ",": ",", "dot": ".", "point": ".", "comma": ","}
 # thousands separators: the same one between every group of three digits
 _GROUP_SEPARATORS = {".": ",' \u00a0\u202f", ",": ".' \u00a0\u202f"}
-_GROUPED = {d: re.compile(rf"^[+-]?\d{{1,3}}(?P<sep>[{seps}])\d{{3}}(?:(?P=sep)\d{{3}})*(?:\{d}\d+)?$")
+# (the first group never starts with 0: "0,125" is a decimal comma, not 125)
+_GROUPED = {d: re.compile(rf"^[+-]?[1-9]\d{{0,2}}(?P<sep>[{seps}])\d{{3}}(?:(?P=sep)\d{{3}})*(?:\{d}\d+)?$")
             for d, seps in _GROUP_SEPARATORS.items()}
 _PLAIN_COMMA_DECIMAL = re.compile(r"^[+-]?\d*,\d+$")
 _DOT_DECIMAL_GROUPED = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+\.\d+$")
@@ -303,6 +304,7 @@ def _parse_numbers(values: pd.Series, path: Path, column: str, decimal: str = ".
         return values.to_numpy(dtype=np.float64, na_value=np.nan)
     text = values.astype(str).str.strip()
     missing = text.isin(MISSING_TOKENS) | values.isna()
+    decimal = _column_decimal(text, missing, decimal, _decimal_setting(path) is not None, path, column, what)
     cleaned = text.where(~missing, "nan")
     if decimal == ",":
         cleaned = _normalise_numbers(cleaned, decimal)
@@ -333,6 +335,42 @@ def _parse_numbers(values: pd.Series, path: Path, column: str, decimal: str = ".
             path, row=i + 1, column=column,
             hint="Set ALLOC_CSV_DECIMAL=. if the file writes decimals with a point (1,234.50 for 1234.5).")
     raise MarketDataError(f"{what} {cell!r} is not a number", path, row=i + 1, column=column)
+
+
+def _column_decimal(text: pd.Series, missing: pd.Series, decimal: str, explicit: bool, path: Path, column: str,
+                    what: str) -> str:
+    """The decimal mark of one column when it was sniffed (``;`` files: a comma), decided from the
+    column's own cells so that ``12.345`` is never read as 12345 in one row and ``12.5`` as 12.5 in
+    the next: commas present -> a comma decimal (a dot must then group thousands: ``1.234,5``);
+    no comma and a dot that cannot group thousands (``12.5``) -> a dot decimal; dots that all could
+    group thousands (``12.345``) and no comma -> ambiguous, an error naming ``ALLOC_CSV_DECIMAL``."""
+    if explicit or decimal != ",":
+        return decimal
+    cells = text[~missing.to_numpy()]
+    has_comma = cells.str.contains(",", regex=False)
+    has_dot = cells.str.contains(".", regex=False)
+    grouped = cells.str.fullmatch(_GROUPED[","]).fillna(False).astype(bool)
+    if has_comma.any():
+        mixed = has_dot & ~grouped
+        if mixed.any():
+            i = int(np.flatnonzero(mixed.to_numpy())[0])
+            raise MarketDataError(
+                f"{what} {cells.iloc[i]!r} writes its decimals with a point while other rows of the column use a "
+                "comma", path, row=int(cells.index[i]) + 1, column=column,
+                hint="Set ALLOC_CSV_DECIMAL=, or ALLOC_CSV_DECIMAL=. to say which mark the file uses, and make the "
+                     "column consistent.")
+        return ","
+    if not has_dot.any():
+        return ","  # whole numbers: either mark reads them the same
+    if (has_dot & ~grouped).any():
+        return "."  # a dot that cannot group thousands (12.5): the column writes decimals with a point
+    i = int(np.flatnonzero(has_dot.to_numpy())[0])
+    cell = cells.iloc[i]
+    raise MarketDataError(
+        f"{what} {cell!r} could be {cell.replace('.', '')} (a dot between thousands) or {cell} (a decimal point): "
+        "every value of the column with a dot has exactly three digits after it", path,
+        row=int(cells.index[i]) + 1, column=column,
+        hint="Set ALLOC_CSV_DECIMAL=, (the dot groups thousands) or ALLOC_CSV_DECIMAL=. (the dot is the decimal).")
 
 
 def _is_float(text: str) -> bool:
@@ -388,22 +426,20 @@ def _index_problem(ticker: str) -> str | None:
     return None
 
 
-def _reject_index(ticker: str, path: Path, row: int | None, column: str | None, allowed: Collection[str]) -> None:
+def _reject_index(ticker: str, path: Path, row: int | None, column: str | None) -> None:
     problem = _index_problem(ticker)
-    if problem and indicator_name(ticker, strict=False) not in allowed:
+    if problem:
         raise MarketDataError(problem, path, row=row, column=column, hint=INDEX_HINT)
 
 
-def read_price_file(path: str | Path, *, indicator_columns: Collection[str] = ()) -> pl.DataFrame:
+def read_price_file(path: str | Path) -> pl.DataFrame:
     """One price file (wide or long, CSV or Parquet) as long rows with provenance.
 
-    An index (a ``^`` ticker such as ``^VIX``, or a volatility index such as ``VIX``) is an error,
-    unless its indicator name (:func:`indicator_name`) is in ``indicator_columns`` (the caller
-    then reads those rows as an indicator)."""
-    return _read_series_file(Path(path), tradeable=True, indicator_columns=set(indicator_columns))
+    An index (a ``^`` ticker such as ``^VIX``, or a volatility index such as ``VIX``) is an error."""
+    return _read_series_file(Path(path), tradeable=True)
 
 
-def _read_series_file(path: Path, tradeable: bool, indicator_columns: Collection[str] = ()) -> pl.DataFrame:
+def _read_series_file(path: Path, tradeable: bool) -> pl.DataFrame:
     table, decimal = _read_table(path)
     header = list(table.columns)
     date_col = _date_column(header, path)
@@ -413,7 +449,7 @@ def _read_series_file(path: Path, tradeable: bool, indicator_columns: Collection
         price = lower.get("adj close", lower.get("close"))
         ticker = path.name.split(".")[0]
         if tradeable:
-            _reject_index(ticker, path, None, None, indicator_columns)
+            _reject_index(ticker, path, None, None)
         dates = _parse_dates(table[date_col], path, date_col)
         return pl.DataFrame({
             "date": dates, "symbol": [ticker] * len(table),
@@ -443,7 +479,7 @@ def _read_series_file(path: Path, tradeable: bool, indicator_columns: Collection
             for sym in pd.unique(symbols):
                 if _index_problem(str(sym)):
                     first = int(np.flatnonzero(symbols == sym)[0]) + 1
-                    _reject_index(str(sym), path, first, lower["symbol"], indicator_columns)
+                    _reject_index(str(sym), path, first, lower["symbol"])
         close = _parse_numbers(table[lower["close"]], path, lower["close"], decimal)
         rows = np.arange(1, len(table) + 1)
         return pl.DataFrame({
@@ -459,7 +495,7 @@ def _read_series_file(path: Path, tradeable: bool, indicator_columns: Collection
         raise MarketDataError(f"symbol column '{dups[0]}' appears twice in the header", path, row=0, column=str(dups[0]))
     if tradeable:
         for c in value_cols:
-            _reject_index(str(c), path, 0, str(c), indicator_columns)
+            _reject_index(str(c), path, 0, str(c))
     dates = _parse_dates(table[date_col], path, date_col)
     n = len(table)
     blocks = [_parse_numbers(table[c], path, c, decimal) for c in value_cols]
@@ -761,30 +797,13 @@ def _read_indicators(paths: list[Path]) -> tuple[pl.DataFrame | None, list[str]]
     return pl.concat(frames).sort("date", "name"), notes
 
 
-def _split_indicators(prices: pl.DataFrame, names: Collection[str]) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """Price columns named (by :func:`indicator_name`) in ``names`` as indicator rows."""
-    if not names or prices.height == 0:
-        return prices, None
-    keys = {s: indicator_name(s, strict=False) for s in prices["symbol"].unique().to_list()}
-    moved = [s for s, k in keys.items() if k in names]
-    if not moved:
-        return prices, None
-    rows = prices.filter(pl.col("symbol").is_in(moved))
-    ind = rows.with_columns(pl.col("symbol").replace_strict(keys, return_dtype=pl.Utf8).alias("name"),
-                            pl.col("close").alias("value")).select(list(INDICATOR_SCHEMA)).cast(INDICATOR_SCHEMA)
-    return prices.filter(~pl.col("symbol").is_in(moved)), ind
-
-
-def read_market_data(source: str | Path, indicators: str | Path | None = None, *,
-                     indicator_columns: Collection[str] = ()) -> MarketData:
+def read_market_data(source: str | Path, indicators: str | Path | None = None) -> MarketData:
     """Read a file, a directory of files, or a directory laid out like the bundled set.
 
     Indicators: every data file in the directory's ``indicators/`` folder, and ``indicators`` (a
-    file or a folder) when given; they are never read as prices. ``indicator_columns``: names
-    (:func:`indicator_name`) of price-file columns that are indicators (e.g. a landing file's
-    ``VIX`` column for a stored indicator): read into ``indicators``, not rejected as an index.
-    An index column (``VIX``, ``^VIX``) of a price file is an error, except in a landing day file
-    (``*_YYYY-MM-DD.csv``) read alone: there it stays in ``prices`` for the caller to split off.
+    file or a folder) when given; they are never read as prices. An index column (``VIX``, ``^VIX``) of a price file is an error, except in a landing day file
+    (``*_YYYY-MM-DD.csv``) read alone: there it stays in ``prices`` for the caller to split off
+    (``defs.market._split_indicator_columns``: a stored indicator's column becomes that indicator).
     With a benchmark, every date with prices needs its finite close."""
     path = Path(source).expanduser()
     if not path.exists():
@@ -827,24 +846,18 @@ def read_market_data(source: str | Path, indicators: str | Path | None = None, *
         price_files = [path]
         if (path.parent / "sectors.csv").exists() and path.name != "sectors.csv":
             sectors = read_sectors_file(path.parent / "sectors.csv")
-    allowed = {indicator_name(c, strict=False) for c in indicator_columns}
     # a landing day file read alone may carry a stored indicator (or the benchmark) as one more
     # column: its caller splits those off, and an unknown one fails the universe check there
     day_file = path.is_file() and LANDING_NAME.search(path.name) is not None
     frames = []
     for p in price_files:
-        f = _read_series_file(p, tradeable=not day_file, indicator_columns=allowed)
+        f = _read_series_file(p, tradeable=not day_file)
         _check_landing_dates(f, p)
         frames.append(f)
     prices = pl.concat(frames) if len(frames) > 1 else frames[0]
-    prices, from_prices = _split_indicators(prices, allowed)
     _check_sessions(prices)
-    if from_prices is not None:
-        _check_sessions(from_prices)
     if bench is not None:
         _check_sessions(bench)
         _check_benchmark_coverage(prices, bench)
     ind, notes = _read_indicators(ind_paths)
-    if from_prices is not None:
-        ind = from_prices if ind is None else pl.concat([ind, from_prices]).sort("date", "name")
     return MarketData(prices, bench, sectors, tuple(str(p) for p in price_files), ind, tuple(notes))

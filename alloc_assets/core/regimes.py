@@ -147,6 +147,12 @@ class StressScoreConfig:
             raise ValueError("the stress score needs at least one term, each with prior_sd > 0")
         if self.prior_days <= 0 or self.z_clip <= 0 or self.prob_width <= 0 or self.histogram_bin <= 0:
             raise ValueError("prior_days, z_clip, prob_width and histogram_bin must be > 0")
+        if self.standardise_half_life is not None:
+            most = 1.0 / (1.0 - 0.5 ** (1.0 / self.standardise_half_life))  # the weighted count's limit
+            short = [t.feature for t in self.terms if t.learn_days and t.learn_days >= most]
+            if short:
+                raise ValueError(f"terms {short} wait for learn_days values, more than the weighted count ever "
+                                 f"reaches with standardise_half_life={self.standardise_half_life} ({most:.1f})")
 
 
 @dataclass(frozen=True)

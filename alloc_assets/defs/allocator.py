@@ -266,8 +266,9 @@ def _window_filter(frame: pl.DataFrame, start: dt.date, end: dt.date) -> pl.Data
     return frame.filter((pl.col("date") >= start) & (pl.col("date") <= end))
 
 
-def _to_polars(pdf) -> pl.DataFrame:
-    frame = pl.from_pandas(pdf)
+def _to_polars(pdf, keep_nan: bool = False) -> pl.DataFrame:
+    """``keep_nan``: NaN stays NaN (the state: an indicator before its first value) instead of null."""
+    frame = pl.from_pandas(pdf, nan_to_null=not keep_nan)
     return frame.with_columns(pl.col("date").cast(pl.Date))
 
 
@@ -319,7 +320,7 @@ def latent_state(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, 
         extra = load_indicators(warehouse, panel.dates, names)
         frame_all, _, carries = encode(panel, carry, cfg, extra=extra, return_carries=True)
         keep_from = int(np.searchsorted(frame_all.dates, np.datetime64(start, "D")))
-        frame = _to_polars(frame_all.slice(keep_from, len(frame_all)).to_pandas())
+        frame = _to_polars(frame_all.slice(keep_from, len(frame_all)).to_pandas(), keep_nan=True)
         features = [c for c in frame.columns if c not in ("date", "warm")]
         # an indicator is NaN before its first value (it then carries forward): allowed, inf never
         finite = frame.select(pl.all_horizontal([
@@ -382,7 +383,10 @@ def regime_series(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse,
     """
     with warehouse.session():  # one DuckDB connection for the whole step
         warehouse.ensure_tables("allocator")
-        cfg, h = allocator.regime_config(), allocator.config_hash("regime")
+        try:
+            cfg, h = allocator.regime_config(), allocator.config_hash("regime")
+        except ValueError as exc:  # a setting that cannot work (e.g. score_indicators listed twice)
+            raise dg.Failure(allow_retries=False, description=f"regime_series: allocator settings: {exc}") from None
         plan, first = start_layer(warehouse, "regime_series", "latent_state", h)
         if plan.start is None:
             yield from _no_op(context, warehouse, plan, REGIME_CHECKS)
@@ -403,7 +407,13 @@ def regime_series(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse,
             jump_states, fits, new_fits = benchmark_jump_states(warehouse, state.dates)
             if new_fits:
                 warehouse.append_rows(JUMP_FITS_TABLE, new_fit_rows(fits, new_fits), "false", [])
-        frame_all, checkpoints = regimes_in_pieces(state, cfg, carry, start, jump_states)
+        try:
+            frame_all, checkpoints = regimes_in_pieces(state, cfg, carry, start, jump_states)
+        except ValueError as exc:  # e.g. ':log' on an indicator with a value <= 0
+            if "log-transformed" not in str(exc):
+                raise
+            raise dg.Failure(allow_retries=False, description=(
+                f"regime_series: {exc}: drop ':log' from that allocator.score_indicators entry.")) from None
         frame = _window_filter(frame_all, start, end)
         frame = frame.with_columns(early_warning(frame).alias("early_warning"))
         outcomes = [pandera_outcome(CHECK_PROBABILITIES, REGIME_CHECKS, RegimeSeries, frame)]

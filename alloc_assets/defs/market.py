@@ -137,7 +137,7 @@ def build_market_prices(partitions_def: dg.PartitionsDefinition = market_partiti
                 except MarketDataError as exc:
                     raise _fail(exc) from None
                 landed = _split_benchmark_columns(landed, bench_names)
-                landed = _split_indicator_columns(landed, _stored_indicator_names(warehouse, src))
+                landed = _split_indicator_columns(landed, _stored_indicator_names(warehouse, data))
                 src = _overlay(src, landed, set(copies))
             universe = (config.symbols or _stored_universe(warehouse, start, end)
                         or sorted(data.prices["symbol"].unique().to_list()) or sorted(src.prices["symbol"].unique().to_list()))
@@ -172,8 +172,18 @@ def build_market_prices(partitions_def: dg.PartitionsDefinition = market_partiti
             writes = {"market_prices": stored}
             if bench is not None:
                 writes["market_benchmark"] = bench.select("date", "name", "close").sort("date")
+            scoped = None
+            stale_names = sorted(_warehouse_indicator_names(warehouse) - _source_indicator_names(data)
+                                 - _source_indicator_names(src))
             if indicators is not None:
                 writes["market_indicators"] = indicators.select("date", "name", "value").sort("date", "name")
+                # replaced per name: an indicator stored but absent from this run keeps its rows
+                scoped = {"market_indicators": ("name", sorted(set(indicators["name"].to_list())))}
+            if stale_names:
+                context.log.warning(
+                    f"indicator(s) {stale_names} are stored but not in the source: their stored values stay and the "
+                    "latent state carries the last one forward. To drop one: DELETE FROM market_indicators WHERE "
+                    "name = '<name>' (the state then recomputes from day one on the next run).")
             changed_from = _first_change(warehouse, "market_prices", stored, ["date", "symbol"], start, end)
             others = [("market_benchmark", ["date"], "close"), ("market_indicators", ["date", "name"], "value")]
             for table, keys, value in others:
@@ -185,7 +195,7 @@ def build_market_prices(partitions_def: dg.PartitionsDefinition = market_partiti
                                                     schema={"symbol": pl.Utf8, "sector": pl.Utf8})} if sectors else None
             last_day = stored["date"].max() if stored.height else None
             version = warehouse.replace_window(
-                writes, start, end, whole_tables=whole,
+                writes, start, end, whole_tables=whole, scoped=scoped,
                 change=Change("market_prices", changed_from, last_day, context.run_id))
             _, contiguous = history_span(warehouse)
         have = set(stored["date"].unique().to_list())
@@ -211,6 +221,7 @@ def build_market_prices(partitions_def: dg.PartitionsDefinition = market_partiti
                 else f"{bench['name'][0]} in market_benchmark",
                 "indicators": ", ".join(sorted(set(indicators["name"].to_list()))) if indicators is not None
                 else "none",
+                "indicators_stored_not_in_source": ", ".join(stale_names) or "none",
                 "notes": dg.MetadataValue.md("\n".join(f"- {n}" for n in data.notes) or "_none_"),
                 "last_date": str(last_day),
                 "preview": dg.MetadataValue.md(_preview(last)),
@@ -232,18 +243,31 @@ def _overlay(src: MarketData, landed: MarketData, days: set[dt.date]) -> MarketD
     benches = [b for b in (src.benchmark.filter(keep) if src.benchmark is not None else None, landed.benchmark)
                if b is not None]
     bench = pl.concat(benches, how="diagonal_relaxed").sort("date") if benches else None
-    inds = [i for i in (src.indicators.filter(keep) if src.indicators is not None else None, landed.indicators)
-            if i is not None]
-    ind = pl.concat(inds, how="diagonal_relaxed").sort("date", "name") if inds else None
+    # indicators: a landing file replaces only the (date, name) values it carries; the source's other
+    # indicator values of a landing day stay (a landing file of prices does not erase that day's VIX)
+    ind = src.indicators
+    if landed.indicators is not None and landed.indicators.height:
+        kept = ind.join(landed.indicators.select("date", "name"), on=["date", "name"], how="anti") \
+            if ind is not None else None
+        ind = pl.concat([x for x in (kept, landed.indicators) if x is not None], how="diagonal_relaxed")
+    ind = ind.sort("date", "name") if ind is not None else None
     return MarketData(prices, bench, {**src.sectors, **landed.sectors}, src.files + landed.files,
                       indicators=ind, notes=src.notes + landed.notes)
 
 
+def _source_indicator_names(src: MarketData) -> set[str]:
+    return set(src.indicators["name"].unique().to_list()) if src.indicators is not None else set()
+
+
+def _warehouse_indicator_names(warehouse: DuckDBWarehouse) -> set[str]:
+    if not warehouse.table_exists("market_indicators"):
+        return set()
+    return set(warehouse.query("SELECT DISTINCT name FROM market_indicators")["name"].to_list())
+
+
 def _stored_indicator_names(warehouse: DuckDBWarehouse, src: MarketData) -> set[str]:
-    names = set(src.indicators["name"].unique().to_list()) if src.indicators is not None else set()
-    if warehouse.table_exists("market_indicators"):
-        names |= set(warehouse.query("SELECT DISTINCT name FROM market_indicators")["name"].to_list())
-    return names
+    """The indicator names of the source and those stored."""
+    return _source_indicator_names(src) | _warehouse_indicator_names(warehouse)
 
 
 def _split_indicator_columns(data: MarketData, names: set[str]) -> MarketData:
