@@ -32,11 +32,46 @@ def _calendar():
     return xc.get_calendar(EXCHANGE, start="1990-01-01", end=CALENDAR_END)
 
 
+def _sessions_from_package() -> np.ndarray:
+    cal = _calendar()
+    return cal.sessions[cal.sessions >= pd.Timestamp(CALENDAR_START)].values.astype("datetime64[D]")
+
+
 @lru_cache(maxsize=1)
 def trading_sessions() -> pd.DatetimeIndex:
-    """All NYSE sessions from ``CALENDAR_START`` to the pinned ``CALENDAR_END``."""
-    cal = _calendar()
-    return cal.sessions[cal.sessions >= pd.Timestamp(CALENDAR_START)]
+    """All NYSE sessions from ``CALENDAR_START`` to the pinned ``CALENDAR_END``.
+
+    Built by ``exchange_calendars`` (about 0.8 s) once per installed version of it and kept in
+    ``$ALLOC_HOME/cache`` (keyed by that version and the pinned span), so a run process (every
+    daemon-launched run is a new one) loads the list in milliseconds instead of rebuilding it."""
+    import hashlib
+    import os
+    import sys
+    from importlib.metadata import version
+    from pathlib import Path
+
+    # the project's home when the code location has resolved it (this module stays importable alone)
+    settings = sys.modules.get("resources.settings")
+    home = settings.alloc_home() if settings is not None else (
+        Path(os.environ["ALLOC_HOME"]) if os.environ.get("ALLOC_HOME") else None)
+    if home is None:
+        return pd.DatetimeIndex(_sessions_from_package().astype("datetime64[ns]"))
+    key = hashlib.sha256(repr((EXCHANGE, CALENDAR_START, CALENDAR_END, version("exchange_calendars"), "v1"))
+                         .encode()).hexdigest()[:16]
+    cache = home / "cache" / f"sessions-{key}.npy"
+    try:
+        days = np.load(cache, allow_pickle=False)
+    except (OSError, ValueError):
+        days = _sessions_from_package()
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as fh:
+                np.save(fh, days, allow_pickle=False)
+            tmp.replace(cache)
+        except OSError:
+            pass  # a read-only home: no cache, same sessions
+    return pd.DatetimeIndex(days.astype("datetime64[ns]"))
 
 
 def is_trading_day(day: dt.date | str | pd.Timestamp) -> bool:
@@ -54,16 +89,17 @@ def last_contiguous_session(first: dt.date, present: Iterable[dt.date]) -> dt.da
     """The last session of the unbroken run of sessions starting at ``first`` that are all in
     ``present`` (None if ``first`` itself is absent). Days stored after a gap (a later day that
     landed before an earlier one) are not reached: derived layers stop at the gap."""
-    have = {pd.Timestamp(d).date() for d in present}
+    have = {d if type(d) is dt.date else pd.Timestamp(d).date() for d in present}
     if not have or first not in have:
         return None
-    last = first
-    for ts in sessions_between(first, max(have)):
-        day = ts.date()
-        if day not in have:
-            break
-        last = day
-    return last
+    days = sessions_between(first, max(have)).values.astype("datetime64[D]")
+    if len(days) == 0:
+        return first
+    missing = ~np.isin(days, np.array(sorted(have), dtype="datetime64[D]"))
+    if not missing.any():
+        return days[-1].astype(dt.date)
+    k = int(np.argmax(missing))
+    return first if k == 0 else days[k - 1].astype(dt.date)
 
 
 def next_session(day: dt.date) -> dt.date | None:
