@@ -298,6 +298,20 @@ def _dismiss_community_dialog(page) -> None:
         pass
 
 
+def _click_past_dialogs(page, locator, tries: int = 4) -> None:
+    """Click ``locator``; a dialog that opens late (the community dialog can appear seconds after
+    the page) intercepts the click: skip it (or press Escape) and click again."""
+    for attempt in range(tries):
+        try:
+            locator.click(timeout=10_000)
+            return
+        except Exception:
+            if attempt == tries - 1:
+                raise
+            _dismiss_community_dialog(page)
+            page.keyboard.press("Escape")
+
+
 @pytest.mark.slow
 @pytest.mark.browser
 def test_ui_in_a_real_browser(running_dagster):
@@ -319,7 +333,7 @@ def test_ui_in_a_real_browser(running_dagster):
         for name in ASSETS:
             page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
         page.screenshot(path=str(shots / "assets_list.png"), full_page=True)
-        page.get_by_text("View lineage").first.click()
+        _click_past_dialogs(page, page.get_by_text("View lineage").first)
         page.wait_for_load_state("networkidle")
         _dismiss_community_dialog(page)
         # the global lineage shows one node per group (market -> allocator -> strategy -> report)
