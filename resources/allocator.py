@@ -13,7 +13,7 @@ from pydantic import Field
 
 from alloc_assets.core.calendar import RebalanceFrequency
 from alloc_assets.core.features import FeatureConfig
-from alloc_assets.core.market_io import MarketDataError
+from alloc_assets.core.market_io import MarketDataError, indicator_name
 from alloc_assets.core.regimes import (
     DEFAULT_SCORE_TERMS,
     HysteresisConfig,
@@ -72,8 +72,6 @@ class AllocatorSettings(dg.ConfigurableResource):
 
     def score_terms(self) -> tuple[ScoreTerm, ...]:
         """The default stress-score terms plus one per ``score_indicators`` entry."""
-        from alloc_assets.core.market_io import indicator_name
-
         extra: list[ScoreTerm] = []
         taken = {t.feature for t in DEFAULT_SCORE_TERMS}
         for entry in self.score_indicators:

@@ -35,6 +35,7 @@ from alloc_assets.defs.common import (
     history_span,
     new_fit_rows,
     raise_on_blocking,
+    stored_indicator_names,
 )
 from alloc_assets.schemas import (
     APPLIED_CHECKS,
@@ -227,14 +228,6 @@ def load_panel(warehouse: DuckDBWarehouse, start: dt.date, end: dt.date) -> Pric
     return PricePanel(dates, symbols, close, bench, sectors)
 
 
-def indicator_names(warehouse: DuckDBWarehouse) -> list[str]:
-    """The indicators stored beside the prices (``market_indicators``), sorted: they enter the
-    latent state as exogenous features, never the traded universe."""
-    if not warehouse.table_exists("market_indicators"):
-        return []
-    return warehouse.query("SELECT DISTINCT name FROM market_indicators ORDER BY name")["name"].to_list()
-
-
 def load_indicators(warehouse: DuckDBWarehouse, dates: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
     """Each indicator aligned to ``dates`` (NaN where the day has no value; the encoder carries
     the last value forward, so a value dated t uses data through t only)."""
@@ -303,7 +296,7 @@ def latent_state(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, 
     """
     with warehouse.session():  # one DuckDB connection for the whole step
         warehouse.ensure_tables("allocator")
-        names = indicator_names(warehouse)
+        names = stored_indicator_names(warehouse)
         cfg, h = allocator.feature_config(), allocator.config_hash("state", indicators=names)
         plan, first = start_layer(warehouse, "latent_state", "market_prices", h)
         if plan.start is None:
@@ -400,7 +393,7 @@ def regime_series(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse,
         if unknown:
             raise dg.Failure(allow_retries=False, description=(
                 f"allocator.score_indicators names {unknown}, which the latent state does not have (indicators "
-                f"stored: {indicator_names(warehouse) or 'none'}): add the indicator file (indicators/ folder or "
+                f"stored: {stored_indicator_names(warehouse) or 'none'}): add the indicator file (indicators/ folder or "
                 "ALLOC_INDICATORS) or drop the name from score_indicators."))
         jump_states = None
         if jump:  # the peer model's online states from the benchmark (refits cached in jump_model_fits)

@@ -22,7 +22,7 @@ from alloc_assets.core.report import REPORT_KEYS, AuditInputs, build_report, jso
 from alloc_assets.core.scalars import applied_scalars as compute_applied
 from alloc_assets.core.strategies import get_profile, profile_weights
 from alloc_assets.defs.allocator import load_panel
-from alloc_assets.defs.common import JUMP_FITS_TABLE, SINGLE_RUN, jump_fit_rows, new_fit_rows, history_span, WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, column_schema, raise_on_blocking
+from alloc_assets.defs.common import JUMP_FITS_TABLE, SINGLE_RUN, jump_fit_rows, new_fit_rows, history_span, WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, column_schema, raise_on_blocking, stored_indicator_names
 from alloc_assets.schemas import (
     BACKTEST_CHECKS,
     CHECK_BACKTEST_FINITE,
@@ -573,8 +573,7 @@ def _data_fallbacks(warehouse: DuckDBWarehouse, bench) -> dict:
     with warehouse.session(read_only=True):
         n_sectors = (warehouse.query("SELECT count(DISTINCT sector) AS n FROM market_sectors")["n"][0]
                      if warehouse.table_exists("market_sectors") else 0)
-        indicators = (warehouse.query("SELECT DISTINCT name FROM market_indicators ORDER BY name")["name"].to_list()
-                      if warehouse.table_exists("market_indicators") else [])
+        indicators = stored_indicator_names(warehouse)
     fallbacks = []
     if bench is None:
         fallbacks.append("no benchmark in the market data: the latent state uses the equal-weight index of the "

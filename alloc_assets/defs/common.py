@@ -62,6 +62,14 @@ def raise_on_blocking(context: dg.AssetExecutionContext, outcomes: list[CheckOut
     )
 
 
+def stored_indicator_names(warehouse) -> list[str]:
+    """The indicators stored beside the prices (``market_indicators``), sorted: they enter the
+    latent state as exogenous features, never the traded universe."""
+    if not warehouse.table_exists("market_indicators"):
+        return []
+    return warehouse.query("SELECT DISTINCT name FROM market_indicators ORDER BY name")["name"].to_list()
+
+
 def history_span(warehouse) -> tuple[dt.date | None, dt.date | None]:
     """First stored market day and the last one reached from it without a gap: the span every
     derived layer, the backtests and the world model cover."""

@@ -22,6 +22,7 @@ from alloc_assets.defs.common import (
     WAREHOUSE_RETRY,
     check_result,
     history_span,
+    stored_indicator_names,
     column_schema,
     raise_on_blocking,
 )
@@ -131,13 +132,14 @@ def build_market_prices(partitions_def: dg.PartitionsDefinition = market_partiti
         with warehouse.session():  # one DuckDB connection for the whole step
             warehouse.ensure_tables(*MARKET_TABLES)
             bench_names = _stored_benchmark_names(warehouse, src)
+            stored_indicators = set(stored_indicator_names(warehouse))
             if copies:
                 try:
                     landed = market_source.load([str(p) for p in sorted(copies.values())])
                 except MarketDataError as exc:
                     raise _fail(exc) from None
                 landed = _split_benchmark_columns(landed, bench_names)
-                landed = _split_indicator_columns(landed, _stored_indicator_names(warehouse, data))
+                landed = _split_indicator_columns(landed, stored_indicators | _source_indicator_names(data))
                 src = _overlay(src, landed, set(copies))
             universe = (config.symbols or _stored_universe(warehouse, start, end)
                         or sorted(data.prices["symbol"].unique().to_list()) or sorted(src.prices["symbol"].unique().to_list()))
@@ -173,8 +175,7 @@ def build_market_prices(partitions_def: dg.PartitionsDefinition = market_partiti
             if bench is not None:
                 writes["market_benchmark"] = bench.select("date", "name", "close").sort("date")
             scoped = None
-            stale_names = sorted(_warehouse_indicator_names(warehouse) - _source_indicator_names(data)
-                                 - _source_indicator_names(src))
+            stale_names = sorted(stored_indicators - _source_indicator_names(data) - _source_indicator_names(src))
             if indicators is not None:
                 writes["market_indicators"] = indicators.select("date", "name", "value").sort("date", "name")
                 # replaced per name: an indicator stored but absent from this run keeps its rows
@@ -257,17 +258,6 @@ def _overlay(src: MarketData, landed: MarketData, days: set[dt.date]) -> MarketD
 
 def _source_indicator_names(src: MarketData) -> set[str]:
     return set(src.indicators["name"].unique().to_list()) if src.indicators is not None else set()
-
-
-def _warehouse_indicator_names(warehouse: DuckDBWarehouse) -> set[str]:
-    if not warehouse.table_exists("market_indicators"):
-        return set()
-    return set(warehouse.query("SELECT DISTINCT name FROM market_indicators")["name"].to_list())
-
-
-def _stored_indicator_names(warehouse: DuckDBWarehouse, src: MarketData) -> set[str]:
-    """The indicator names of the source and those stored."""
-    return _source_indicator_names(src) | _warehouse_indicator_names(warehouse)
 
 
 def _split_indicator_columns(data: MarketData, names: set[str]) -> MarketData:
