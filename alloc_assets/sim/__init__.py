@@ -13,7 +13,7 @@ Entry point for the Dagster assets: :func:`run_scenario` (one scenario partition
 
 from alloc_assets.sim.allocator import AllocatorConfig, AllocatorStart, fresh_state, start_from_panel, state_from_carries
 from alloc_assets.sim.calendar import SimCalendar, calendar_from_dates, future_calendar, regular_calendar
-from alloc_assets.sim.engine import SimSettings, StrategyRun, provenance, run_strategies, simulate_log_returns, simulate_terminal_log_returns
+from alloc_assets.sim.engine import SimSettings, StrategyRun, enable_compilation_cache, provenance, run_strategies, simulate_log_returns, simulate_terminal_log_returns
 from alloc_assets.sim.metrics import PATH_METRICS, PathMetric, path_metrics
 from alloc_assets.sim.models import GBM, Heston, WorldModel, calibrate_world_model, regime_weighted_covariance
 from alloc_assets.sim.scenarios import (

@@ -527,35 +527,94 @@ def _hysteresis(label, dwell, probs, config: AllocatorConfig, xp):
     return xp.where(move, cand, label).astype(label.dtype), xp.where(move, 1, dwell + 1).astype(dwell.dtype)
 
 
-def scalar_step(state: AllocatorState, probs, label, vol_21d, rebalance, config: AllocatorConfig, xp=jnp):
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class ScalarValues:
+    """The numbers of the scalar map as traced arrays, so that changing them never recompiles.
+
+    multipliers (4,), quantum, deadband, floor (the effective floor), vol_target (+inf: no cap),
+    max_step (+inf: no limit), apply_missing (``apply_missing_scalar_as``). With +inf the cap and
+    the step limit leave the scalar exactly as the code without them does (``min(x, inf) = x``).
+    What stays static (part of the compiled program): the basis (label or expected) and whether
+    ``quantum`` is zero.
+    """
+
+    multipliers: jax.Array
+    quantum: jax.Array
+    deadband: jax.Array
+    floor: jax.Array
+    vol_target: jax.Array
+    max_step: jax.Array
+    apply_missing: jax.Array
+
+
+def scalar_values(config: AllocatorConfig, dtype, xp=jnp) -> ScalarValues:
+    """The traced numbers of ``config.scalars`` (see :class:`ScalarValues`)."""
+    sc = config.scalars
+    inf = math.inf
+    return ScalarValues(
+        multipliers=xp.asarray(sc.multipliers, dtype),
+        quantum=xp.asarray(sc.quantum, dtype),
+        deadband=xp.asarray(sc.deadband, dtype),
+        floor=xp.asarray(sc.effective_floor, dtype),
+        vol_target=xp.asarray(inf if sc.vol_target is None else sc.vol_target, dtype),
+        max_step=xp.asarray(inf if sc.max_step is None else sc.max_step, dtype),
+        apply_missing=xp.asarray(config.apply_missing_scalar_as, dtype),
+    )
+
+
+def static_config(config: AllocatorConfig) -> AllocatorConfig:
+    """``config`` with the numbers that :class:`ScalarValues` carries set to fixed placeholders.
+
+    Two configurations that differ only in those numbers give the same static configuration, so
+    the compiled kernel (keyed on it) is reused. The volatility cap and the step limit are always
+    in the program (their value +inf when off), so switching them on or off does not recompile
+    either. Only valid together with the ``ScalarValues`` of the real configuration.
+    """
+    sc = config.scalars
+    placeholder = ScalarConfig(basis=sc.basis, quantum=1.0 if sc.quantum else 0.0, deadband=0.0, floor=None,
+                               vol_target=1.0, max_step=1.0, initial_scalar=sc.initial_scalar)
+    return dataclasses.replace(config, scalars=placeholder, apply_missing_scalar_as=1.0)
+
+
+def scalar_step(state: AllocatorState, probs, label, vol_21d, rebalance, config: AllocatorConfig, xp=jnp,
+                values: ScalarValues | None = None):
     """Risk scalar of the day (``scalars.risk_scalars``) and, at a rebalance, the scalar applied there.
 
     The regime scalar follows ``ScalarConfig.basis``: ``label`` takes the multiplier of the
     hysteresis label; ``expected`` the probability-weighted multiplier rounded to ``quantum``, 1
     within ``deadband`` of 1. Then the optional volatility cap, the floor and the step limit.
+    With ``values`` (traced, see :class:`ScalarValues`) the numbers come from there, not from ``config``.
     Returns ``(state, scalar (B,), applied (B,))``; ``applied`` is meaningful on rebalance days only.
     """
     sc = config.scalars
-    m = sc.multipliers
+    if values is None:
+        m = sc.multipliers
+        quantum, deadband, floor = sc.quantum, sc.deadband, sc.effective_floor
+        vol_target, max_step, missing = sc.vol_target, sc.max_step, config.apply_missing_scalar_as
+    else:
+        m = [values.multipliers[i] for i in range(4)]
+        quantum, deadband, floor = values.quantum, values.deadband, values.floor
+        vol_target, max_step, missing = values.vol_target, values.max_step, values.apply_missing
     if ScalarBasis(sc.basis) is ScalarBasis.LABEL:
         regime = xp.where(label == 0, m[0], xp.where(label == 1, m[1], xp.where(label == 2, m[2], m[3]))).astype(probs.dtype)
     else:
         expected = probs[0] * m[0] + probs[1] * m[1] + probs[2] * m[2] + probs[3] * m[3]
-        snapped = xp.round(expected / sc.quantum) * sc.quantum if sc.quantum else expected
-        regime = xp.where(expected >= 1.0 - sc.deadband, 1.0, xp.minimum(snapped, 1.0))
-    if sc.vol_target is not None:
+        snapped = xp.round(expected / quantum) * quantum if sc.quantum else expected
+        regime = xp.where(expected >= 1.0 - deadband, 1.0, xp.minimum(snapped, 1.0))
+    if vol_target is not None and vol_21d is not None:
         ok = xp.isfinite(vol_21d) & (vol_21d > 0)
-        regime = xp.where(ok, xp.minimum(regime, sc.vol_target / xp.where(ok, vol_21d, 1.0)), regime)
-    target = xp.clip(regime, sc.effective_floor, 1.0)
-    if sc.max_step is not None:
-        target = xp.minimum(xp.maximum(target, state.scalar - sc.max_step), state.scalar + sc.max_step)
-    applied = xp.where(xp.isfinite(state.pending), state.pending, config.apply_missing_scalar_as)
+        regime = xp.where(ok, xp.minimum(regime, vol_target / xp.where(ok, vol_21d, 1.0)), regime)
+    target = xp.clip(regime, floor, 1.0)
+    if max_step is not None:
+        target = xp.minimum(xp.maximum(target, state.scalar - max_step), state.scalar + max_step)
+    applied = xp.where(xp.isfinite(state.pending), state.pending, missing)
     pending = xp.where(rebalance, target, state.pending)
     return dataclasses.replace(state, scalar=target, pending=pending), target, applied
 
 
 def allocator_day(state: AllocatorState, log_returns, warm, refresh, rebalance, config: AllocatorConfig,
-                  backend: Backend = JAX, advance: bool = True):
+                  backend: Backend = JAX, advance: bool = True, values: ScalarValues | None = None):
     """One trading day: encoder (if ``advance``), regime, risk scalar, applied scalar.
 
     Returns ``(state, out)`` with ``out`` holding ``features`` (F, B), ``score``, ``thresholds``,
@@ -567,8 +626,8 @@ def allocator_day(state: AllocatorState, log_returns, warm, refresh, rebalance, 
     feats = features(state, config, backend)
     state, out = regime_step(state, feats, warm, refresh, config, backend)
     vol_21d = feats[feature_columns(config.features).index("vol_21d")] if "vol_21d" in feature_columns(config.features) else None
-    if config.scalars.vol_target is not None and vol_21d is None:
+    if config.scalars.vol_target is not None and vol_21d is None and values is None:
         raise ValueError("ScalarConfig.vol_target needs a vol_21d feature (FeatureConfig.vol_half_lives must contain 21)")
-    state, scalar, applied = scalar_step(state, out["probs"], out["label"], vol_21d, rebalance, config, xp)
+    state, scalar, applied = scalar_step(state, out["probs"], out["label"], vol_21d, rebalance, config, xp, values)
     out.update(features=feats, scalar=scalar, applied=applied)
     return state, out

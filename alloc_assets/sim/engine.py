@@ -20,9 +20,19 @@ the call inside ``jax.enable_x64(True)``; setting ``JAX_ENABLE_X64=1`` (or
 Every result carries :func:`provenance` (JAX version, backend, devices, PRNG implementation, x64
 flag, dtype, block size) so a number can be reproduced.
 
-Static configuration (horizon, block size, the allocator and strategy settings, the dtype) is
-separate from traced data (model parameters, calendars, rates, initial states): changing a
-parameter value never recompiles.
+Compile once
+------------
+What is static (part of the compiled program, the key of ``_compiled``): the horizon (the length
+of the ``lax.scan``), the block size, the dtype, the structure of the allocator (features, regime
+method and score terms, the scalar basis) and the baseline kind (each kind computes different
+targets: a different program; the three kinds are three compilations, cached). Everything else is
+traced data: model parameters, calendars, rates, initial states, the cost (``cost_bps``) and every
+number of the scalar map (multipliers, floor, volatility target, step limit, missing-scalar value:
+``allocator.ScalarValues``). Changing a cost or a target value never recompiles
+(``tests/test_sim_compile.py`` counts XLA compilations). Across processes, compiled programs are
+kept in JAX's persistent compilation cache (:func:`enable_compilation_cache`, called by the
+simulation assets with ``$ALLOC_HOME/jax-cache``), so a new Dagster run process or partition
+loads the kernel instead of compiling it again.
 
 Devices: on CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` set before importing
 JAX splits each call over the cores (faster than XLA's own threading on this workload); on GPU
@@ -93,6 +103,36 @@ def provenance(settings: SimSettings = SimSettings()) -> dict:
         "block_size": settings.block_size,
         "python": platform.python_version(),
     }
+
+
+def enable_compilation_cache(path) -> str:
+    """Use JAX's persistent compilation cache in ``path`` (created), unless one is already set.
+
+    A directory the user set (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) wins. Programs that
+    took at least ``jax_persistent_cache_min_compile_time_secs`` (JAX's default, 1 s) to compile are
+    stored; a later process with the same JAX version, backend and program loads them. If compiles
+    already ran in this process without a cache, JAX's cache state is reset (public
+    ``compilation_cache.reset_cache``) so that the directory takes effect. Returns the directory in use.
+    """
+    from pathlib import Path
+
+    from jax.experimental.compilation_cache import compilation_cache as cc
+
+    global _CACHE_DIR_SET_HERE
+    current = jax.config.jax_compilation_cache_dir
+    path = Path(path)
+    if current and current != _CACHE_DIR_SET_HERE:
+        return str(current)  # the user's
+    if current == str(path):
+        return current
+    path.mkdir(parents=True, exist_ok=True)
+    cc.set_cache_dir(str(path))
+    cc.reset_cache()
+    _CACHE_DIR_SET_HERE = str(path)
+    return str(path)
+
+
+_CACHE_DIR_SET_HERE: str | None = None
 
 
 def as_key(key):
@@ -254,6 +294,8 @@ class _StrategyInputs:
     row0: jax.Array
     cash_rate: jax.Array
     risk_free: jax.Array
+    cost_rate: jax.Array  # cost per unit of turnover (cost_bps / 1e4)
+    scalars: alloc.ScalarValues
 
 
 def _targets(spec: _StrategySpec, model, astate: alloc.AllocatorState, applied):
@@ -274,13 +316,14 @@ def _strategy_block(spec: _StrategySpec, inp: _StrategyInputs, block_key):
     books = strat.init_books(spec.n_assets, b, dt)
 
     if spec.fresh:  # day 0 is the first day of the history: its regime step has not run yet
-        astate, out0 = alloc.allocator_day(astate, None, inp.row0 >= warm_days, inp.refresh[0], True, cfg, advance=False)
+        astate, out0 = alloc.allocator_day(astate, None, inp.row0 >= warm_days, inp.refresh[0], True, cfg, advance=False,
+                                           values=inp.scalars)
         applied0 = out0["applied"]
     else:
-        applied0 = jnp.where(jnp.isfinite(astate.pending), astate.pending, cfg.apply_missing_scalar_as).astype(dt)
+        applied0 = jnp.where(jnp.isfinite(astate.pending), astate.pending, inp.scalars.apply_missing).astype(dt)
         astate = dataclasses.replace(astate, pending=astate.scalar)
         out0 = None
-    books, _ = strat.trade(books, _targets(spec, model, astate, applied0), True, spec.strategy.cost_bps)
+    books, _ = strat.trade(books, _targets(spec, model, astate, applied0), True, None, cost_rate=inp.cost_rate)
 
     def body(carry, xs):
         mstate, astate, books = carry
@@ -288,8 +331,8 @@ def _strategy_block(spec: _StrategySpec, inp: _StrategyInputs, block_key):
         mstate, r = model.step(mstate, jax.random.fold_in(block_key, t), t, b)
         r = _materialise(r, t)
         books, gross = strat.drift(books, jnp.expm1(r), inp.cash_rate)
-        astate, out = alloc.allocator_day(astate, r, (inp.row0 + t) >= warm_days, refresh, rebalance, cfg)
-        books, cost = strat.trade(books, _targets(spec, model, astate, out["applied"]), rebalance, spec.strategy.cost_bps)
+        astate, out = alloc.allocator_day(astate, r, (inp.row0 + t) >= warm_days, refresh, rebalance, cfg, values=inp.scalars)
+        books, cost = strat.trade(books, _targets(spec, model, astate, out["applied"]), rebalance, None, cost_rate=inp.cost_rate)
         ys = {"returns": gross - cost}
         if spec.record:
             ys.update(log_returns=r, **{k: out[k] for k in ("features", "score", "thresholds", "probs", "label", "scalar", "applied")})
@@ -367,6 +410,8 @@ def run_strategies(
     if strategy.kind is strat.BaselineKind.INVERSE_VOL_REGIME and not isinstance(model, WorldModel):
         raise ValueError("the inverse_vol_regime baseline needs a WorldModel (its regime covariances)")
     n_assets = model.n_assets
+    if allocator.scalars.vol_target is not None and "vol_21d" not in alloc.feature_columns(allocator.features):
+        raise ValueError("ScalarConfig.vol_target needs a vol_21d feature (FeatureConfig.vol_half_lives must contain 21)")
     if start is None:
         start = alloc.fresh_state(np.ones(n_assets), allocator)
     rf = cash_rate_annual if risk_free_annual is None else risk_free_annual
@@ -375,12 +420,14 @@ def run_strategies(
     score_buffer = int(np.diff(cuts).max())
     start_state = alloc.with_score_buffer(start.state, score_buffer)
     with _x64(settings):
+        # Only the structure is static (the key of the compiled kernel): the cost and the numbers of
+        # the scalar map travel as traced inputs, so changing them never recompiles.
         spec = _StrategySpec(
             horizon=calendar.horizon,
             block_size=settings.block_size,
             dtype=settings.dtype,
-            allocator=allocator,
-            strategy=strategy,
+            allocator=alloc.static_config(allocator),
+            strategy=dataclasses.replace(strategy, cost_bps=0.0),
             fresh=start.fresh,
             record=record,
             score_buffer=score_buffer,
@@ -395,6 +442,8 @@ def run_strategies(
             row0=jnp.asarray(start.row0, jnp.int32),
             cash_rate=jnp.asarray(daily_rate(cash_rate_annual), settings.dtype),
             risk_free=jnp.asarray(daily_rate(rf), settings.dtype),
+            cost_rate=jnp.asarray(strategy.cost_bps / 1e4, settings.dtype),
+            scalars=alloc.scalar_values(allocator, settings.dtype),
         )
         out = _run_blocks(_strategy_block, spec, inputs, key, n_paths, settings, devices)
     metrics = {book: {k: v[i] for k, v in out["metrics"].items()} for i, book in enumerate(BOOKS)}

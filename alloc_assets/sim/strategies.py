@@ -42,9 +42,11 @@ class BaselineKind(str, Enum):
 
 @dataclass(frozen=True)
 class StrategyConfig:
-    """Static settings of the simulated books.
+    """Settings of the simulated books.
 
-    kind : raw target rule. cost_bps : cost per unit of traded notional (basis points).
+    kind : raw target rule (static: each kind is its own compiled program).
+    cost_bps : cost per unit of traded notional (basis points); the engine passes it as a traced
+        value, so changing it never recompiles.
     """
 
     kind: BaselineKind = BaselineKind.EQUAL_WEIGHT
@@ -110,14 +112,16 @@ def drift(books: Books, simple_returns, cash_rate, backend: Backend = JAX):
     return Books(w, cash), gross
 
 
-def trade(books: Books, targets, rebalance, cost_bps: float, backend: Backend = JAX):
+def trade(books: Books, targets, rebalance, cost_bps: float | None, backend: Backend = JAX, cost_rate=None):
     """Trade both books to ``targets`` (2, N, B) where ``rebalance`` (scalar bool) holds.
 
     Returns ``(books, cost (2, B))`` with ``cost = turnover * bps / 1e4`` (0 where no trade).
+    ``cost_rate`` (= bps / 1e4, e.g. a traced array) replaces ``cost_bps`` when given.
     """
     xp = backend.xp
     turnover = _sum_assets(xp.abs(targets - books.weights), backend)
-    cost = xp.where(rebalance, turnover * (cost_bps / 1e4), 0.0)
+    rate = cost_bps / 1e4 if cost_rate is None else cost_rate
+    cost = xp.where(rebalance, turnover * rate, 0.0)
     w = xp.where(rebalance, targets, books.weights)
     cash = xp.where(rebalance, 1.0 - _sum_assets(targets, backend), books.cash)
     return Books(w, cash), cost
