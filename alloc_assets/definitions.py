@@ -16,6 +16,7 @@ from alloc_assets.defs.backtest import BACKTEST_ASSETS, BacktestSettings
 from alloc_assets.defs.calibration import regime_calibration
 from alloc_assets.defs.jobs import derive_job, refresh_job
 from alloc_assets.defs.market import market_prices
+from alloc_assets.defs.resilience import RESILIENCE_ASSETS, RESILIENCE_RESOURCES
 from alloc_assets.defs.search import SearchSettings, strategy_search
 from alloc_assets.defs.sim import SIM_ASSETS, SimulationSettings
 from resources.allocator import AllocatorSettings
@@ -31,10 +32,11 @@ RESOURCES = {
     "landing": LandingZone(),
     "simulation": SimulationSettings(),
     "search": SearchSettings(),
+    **RESILIENCE_RESOURCES,
 }
 
 defs = dg.Definitions(
-    assets=[market_prices, *ALLOCATOR_ASSETS, *BACKTEST_ASSETS, regime_calibration, *SIM_ASSETS, strategy_search],
+    assets=[market_prices, *ALLOCATOR_ASSETS, *BACKTEST_ASSETS, regime_calibration, *SIM_ASSETS, strategy_search, *RESILIENCE_ASSETS],
     jobs=[refresh_job, derive_job],
     schedules=[daily_schedule],
     sensors=[new_market_data_sensor, catch_up_sensor, run_watchdog_sensor],
