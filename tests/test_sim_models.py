@@ -78,7 +78,7 @@ def _world(n_assets=3) -> WorldModel:
 def test_regime_switching_reproduces_its_transition_matrix_and_regime_moments():
     world = _world()
     out = simulate_log_returns(world, 2000, 250, 21, SimSettings(block_size=1000, dtype="float64"), return_states=True)
-    regimes, rets = out["states"], out["log_returns"]  # (H, P), (H, N, P)
+    regimes, rets = out["states"][0], out["log_returns"]  # (H, P), (H, N, P); states = (regime, variance factor)
     prev, nxt = regimes[:-1].ravel(), regimes[1:].ravel()
     a = np.asarray(world.transition)
     for i in range(4):
@@ -105,7 +105,7 @@ def test_regime_of_day_zero_follows_p0_and_shocks_apply_on_day_one():
     world = _world().replace(p0=np.array([0.0, 0.0, 0.0, 1.0]))
     out = simulate_log_returns(world, 400, 1, 2, SimSettings(block_size=400, dtype="float64"), return_states=True)
     # from CRISIS, day 1's regime is drawn from the CRISIS row
-    share = np.bincount(out["states"][0], minlength=4) / 400
+    share = np.bincount(out["states"][0][0], minlength=4) / 400
     assert abs(share[3] - 0.70) < 4 * math.sqrt(0.7 * 0.3 / 400)
     jumped = WorldModel.create(np.asarray(world.transition), np.asarray(world.means), world.covariances(), p0=[1, 0, 0, 0],
                                jump=[-0.1, 0.0, 0.05])

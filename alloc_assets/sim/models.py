@@ -24,10 +24,19 @@ on the log price, ``v+ = max(v, 0)``:
 
 ``WorldModel``: Markov regime switching. The regime ``s_t`` (NORMAL, ELEVATED, STRESS, CRISIS) moves
 by the daily transition matrix ``A``; given it, ``r_t ~ N(mu_s, Sigma_s)``. The regime of day 0 is
-drawn from ``p0`` (the probabilities of today's regime). Optional shocks (a change of initial state
-used by the stress scenarios): a one-off log-return ``jump`` on day 1, and a volatility multiplier
-that starts at ``vol_multiplier0`` and decays to 1 with ``vol_decay`` per day
-(``m_t = 1 + (m0 - 1) vol_decay^(t - 1)``, per asset).
+drawn from ``p0`` (the probabilities of today's regime). Optional shocks act through the model's
+state and persist (the stress scenarios; every default leaves the plain model unchanged, bit for bit):
+
+* a price move ``jump`` (N,) spread evenly over days ``1..shock_days`` (a drift change over a
+  horizon; ``shock_days = 1`` is a one-day gap);
+* a deterministic volatility multiplier per asset, ``m_t = 1 + (m0 - 1) vol_decay^(t - 1)``;
+* a Heston variance factor ``f`` (the model's state besides the regime, relative variance, 1 = the
+  regime's own): ``f_0 = var0``, full-truncation Euler ``f <- max(f + kappa (1 - f) + xi sqrt(f+) z, 0)``
+  (daily units), multiplying the shocks of the assets with ``var_exposure = 1`` by ``sqrt(f)``;
+  ``E[f_t] = 1 + (var0 - 1)(1 - kappa)^t``. The stress scenarios use the seed's Heston (kappa 2 a
+  year, vol of variance 0.3 at theta 0.04, i.e. 1.5 in relative units); no leverage correlation;
+* a common factor (a correlation jump): ``factor_load`` (N,) daily standard deviation of one shock
+  shared by the assets, decaying by ``factor_decay`` a day.
 
 :func:`calibrate_world_model` estimates a ``WorldModel`` from daily log returns and a daily regime
 label series (e.g. the pipeline's ``regime_series``); :func:`regime_weighted_covariance` gives the
@@ -192,9 +201,14 @@ class WorldModel:
     means : (K, N) daily mean log return per regime.
     chol : (K, N, N) lower Cholesky factor of each regime's daily covariance.
     p0 : (K,) probabilities of the regime of day 0 (today).
-    jump : (N,) log return added on day 1 (a shock; zeros for none).
+    jump : (N,) log return of the shock, spread evenly over days 1..``shock_days`` (zeros for none).
     vol_multiplier0 : (N,) volatility multiplier of each asset's shocks on day 1 (ones for none).
     vol_decay : () per-day decay of ``multiplier - 1`` (``0.5 ** (1 / half_life)``).
+    shock_days : () days over which ``jump`` is spread (1: all on day 1).
+    var0, var_kappa, var_xi : () Heston variance factor: start, daily mean reversion, daily vol of
+        variance (relative units; var0 1 and var_xi 0: none).
+    var_exposure : (N,) 1 for the assets whose shocks the variance factor scales, else 0.
+    factor_load, factor_decay : (N,) daily st. dev. of the common shock on day 1, and its daily decay.
     """
 
     transition: jax.Array
@@ -204,9 +218,17 @@ class WorldModel:
     jump: jax.Array
     vol_multiplier0: jax.Array
     vol_decay: jax.Array
+    shock_days: jax.Array
+    var0: jax.Array
+    var_kappa: jax.Array
+    var_xi: jax.Array
+    var_exposure: jax.Array
+    factor_load: jax.Array
+    factor_decay: jax.Array
 
     @staticmethod
-    def create(transition, means, covs, p0=None, jump=None, vol_multiplier0=1.0, vol_half_life=None) -> "WorldModel":
+    def create(transition, means, covs, p0=None, jump=None, vol_multiplier0=1.0, vol_half_life=None, shock_days=1,
+               var0=1.0, var_kappa=0.0, var_xi=0.0, var_exposure=0.0, factor_load=0.0, factor_decay=1.0) -> "WorldModel":
         """From a transition matrix (K, K), means (K, N) and covariances (K, N, N), all daily."""
         a = np.asarray(transition, dtype=np.float64)
         means = np.asarray(means, dtype=np.float64)
@@ -226,7 +248,15 @@ class WorldModel:
         mult = np.broadcast_to(np.asarray(vol_multiplier0, dtype=np.float64), (n,)).copy()
         if np.any(mult <= 0):
             raise ValueError("vol_multiplier0 must be > 0")
-        return WorldModel(a, means, chol, p0 / p0.sum(), jump, mult, np.asarray(float(decay)))
+        if shock_days < 1 or var0 < 0 or var_kappa < 0 or var_xi < 0 or not (0 < factor_decay <= 1):
+            raise ValueError("shock_days >= 1, var0, var_kappa, var_xi >= 0 and factor_decay in (0, 1] are required")
+
+        def vec(x):
+            return np.broadcast_to(np.asarray(x, dtype=np.float64), (n,)).copy()
+
+        return WorldModel(a, means, chol, p0 / p0.sum(), jump, mult, np.asarray(float(decay)), np.asarray(float(shock_days)),
+                          np.asarray(float(var0)), np.asarray(float(var_kappa)), np.asarray(float(var_xi)), vec(var_exposure),
+                          vec(factor_load), np.asarray(float(factor_decay)))
 
     @property
     def n_assets(self) -> int:
@@ -245,14 +275,17 @@ class WorldModel:
         return dataclasses.replace(self, **changes)
 
     def init(self, key, n_paths: int, dtype):
+        """State of day 0: ``(regime (B,), variance factor (B,))``."""
         u = jax.random.uniform(key, (n_paths,), dtype)
-        return _categorical(u, jnp.cumsum(self.p0).astype(dtype))
+        return _categorical(u, jnp.cumsum(self.p0).astype(dtype)), jnp.full((n_paths,), self.var0, dtype)
 
-    def step(self, regime, key, t, n_paths: int):
+    def step(self, state, key, t, n_paths: int):
         # On XLA CPU, reductions over a leading axis are slow: the regime is picked with where-chains
         # (select) rather than one-hot sums; every regime's shock is computed, then the path's picked.
         k, n = self.means.shape
+        regime, f = state
         kz, ku = jax.random.split(key)
+        zc, zf = jax.random.normal(jax.random.fold_in(key, 1), (2, n_paths), self.means.dtype)
         cum = jnp.cumsum(self.transition, axis=1)  # (K, K)
         u = jax.random.uniform(ku, (n_paths,), self.means.dtype)
         rows = [_select(regime, [cum[i, j] for i in range(k)]) for j in range(k - 1)]
@@ -262,9 +295,15 @@ class WorldModel:
         eps = _select(regime, [shocks[i * n : (i + 1) * n] for i in range(k)])
         mean = _select(regime, [self.means[i][:, None] for i in range(k)])
         dtype = self.means.dtype
-        mult = 1.0 + (self.vol_multiplier0 - 1.0) * self.vol_decay ** (t - 1).astype(dtype)
-        r = mean + mult[:, None] * eps + jnp.where(t == 1, 1.0, 0.0).astype(dtype) * self.jump[:, None]
-        return regime, r
+        age = (t - 1).astype(dtype)
+        mult = 1.0 + (self.vol_multiplier0 - 1.0) * self.vol_decay**age
+        scale = mult[:, None] * (1.0 + self.var_exposure[:, None] * (jnp.sqrt(jnp.maximum(f, 0.0))[None, :] - 1.0))
+        common = (self.factor_load * self.factor_decay**age)[:, None] * zc[None, :]
+        drift = jnp.where(t <= self.shock_days, 1.0, 0.0).astype(dtype) * self.jump / self.shock_days
+        r = mean + scale * eps + common + drift[:, None]
+        fp = jnp.maximum(f, 0.0)
+        f = jnp.maximum(f + self.var_kappa * (1.0 - fp) + self.var_xi * jnp.sqrt(fp) * zf, 0.0)
+        return (regime, f), r
 
 
 def _select(index, options):

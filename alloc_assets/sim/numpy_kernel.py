@@ -70,8 +70,9 @@ def path_metrics_np(returns: np.ndarray, risk_free: float = 0.0) -> dict:
     return out
 
 
-def _world_step(world: WorldModel, regime: np.ndarray, t: int, rng: np.random.Generator, dtype):
+def _world_step(world: WorldModel, state: tuple, t: int, rng: np.random.Generator, dtype):
     k, n = world.means.shape
+    regime, f = state
     cum = np.cumsum(np.asarray(world.transition, dtype=dtype), axis=1)
     u = rng.random(regime.shape[0], dtype=dtype)
     regime = np.sum(u[None, :] >= cum[regime].T[:-1], axis=0)
@@ -80,10 +81,17 @@ def _world_step(world: WorldModel, regime: np.ndarray, t: int, rng: np.random.Ge
     shocks = np.einsum("kij,jb->kib", chol, z)
     eps = np.take_along_axis(shocks, regime[None, None, :], axis=0)[0]
     mean = np.asarray(world.means, dtype=dtype).T[:, regime]
+    zc, zf = rng.standard_normal((2, regime.shape[0]), dtype=dtype)
     m0 = np.asarray(world.vol_multiplier0, dtype=dtype)
     mult = 1.0 + (m0 - 1.0) * float(world.vol_decay) ** (t - 1)
-    r = mean + mult[:, None] * eps + (np.asarray(world.jump, dtype=dtype)[:, None] if t == 1 else 0.0)
-    return regime, r.astype(dtype)
+    expo = np.asarray(world.var_exposure, dtype=dtype)[:, None]
+    scale = mult[:, None] * (1.0 + expo * (np.sqrt(np.maximum(f, 0.0))[None, :] - 1.0))
+    common = (np.asarray(world.factor_load, dtype=dtype) * float(world.factor_decay) ** (t - 1))[:, None] * zc[None, :]
+    days = float(world.shock_days)
+    drift = np.asarray(world.jump, dtype=dtype)[:, None] / days if t <= days else 0.0
+    r = mean + scale * eps + common + drift
+    f = np.maximum(f + float(world.var_kappa) * (1.0 - f) + float(world.var_xi) * np.sqrt(f) * zf, 0.0)
+    return (regime, f.astype(dtype)), r.astype(dtype)
 
 
 def run_strategies_numpy(
@@ -112,6 +120,7 @@ def run_strategies_numpy(
     warm_days = allocator.features.warm_days
     p0 = np.cumsum(np.asarray(world.p0, dtype=dtype))
     regime = np.sum(rng.random(n_paths, dtype=dtype)[None, :] >= p0[:-1, None], axis=0)
+    mstate = (regime, np.full(n_paths, float(world.var0), dtype=dtype))
 
     def targets(st, applied):
         raw = strat.raw_targets(strategy, n_assets, n_paths, dtype, st.cov_long, None, be)
@@ -127,7 +136,7 @@ def run_strategies_numpy(
     books, _ = strat.trade(books, targets(state, applied0), True, strategy.cost_bps, be)
     rets = np.empty((calendar.horizon, 2, n_paths), dtype=dtype)
     for t in range(1, calendar.horizon + 1):
-        regime, r = _world_step(world, regime, t, rng, dtype)
+        mstate, r = _world_step(world, mstate, t, rng, dtype)
         books, gross = strat.drift(books, np.expm1(r), cash, be)
         state, out = alloc.allocator_day(state, r, start.row0 + t >= warm_days, bool(calendar.refresh[t]),
                                          bool(calendar.rebalance[t]), allocator, be)

@@ -78,6 +78,12 @@ EQUITY_RATE_DURATION = 5.0
 CREDIT_EQUITY_BETA = 4.0
 FLIGHT_TO_QUALITY = 0.125  # yield change per unit of spread change (-50 bp for +400 bp)
 VOL_HALF_LIFE_DAYS = 42.0
+SHOCK_DAYS = 63  # a shock's price moves are spread over 3 months (its stated horizon)
+RATES_VOL_MULTIPLIER = 1.5  # the rates sleeve's volatility on day 1 of a yield shock
+EQUITY_VOL_MULTIPLIER = 1.5  # equity volatility on day 1 of a rate or credit shock (no VIX level given)
+CORRELATION_SHARE = 0.25  # share of the day-1 index variance carried by one common shock in a VIX shock
+HESTON_KAPPA = 2.0  # the seed's Heston: mean reversion a year ...
+HESTON_VOL_OF_VAR = 0.3 / np.sqrt(0.04)  # ... and vol of variance 0.3 at theta 0.04, in relative units (1.5)
 RATES_SYMBOL = "RATES_7Y"
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 DAYS_PER_MONTH = 21
@@ -100,6 +106,8 @@ class MarketShock:
     vol_half_life_days: float = VOL_HALF_LIFE_DAYS
     start_regime: Regime | None = None
     flight_to_quality: bool = True
+    shock_days: int = SHOCK_DAYS
+    equity_vol_multiplier: float | None = None
 
     def yield_change(self) -> float:
         """Total day-1 yield change (decimal), including the flight to quality."""
@@ -133,13 +141,14 @@ SCENARIOS: dict[str, ScenarioSpec] = {
         ScenarioSpec("bear", "falling, volatile market, flight to quality", -0.05, 0.35, 0.01, -0.6),
         ScenarioSpec("high_vol", "crisis-level volatility, low rates", 0.05, 0.40, 0.02, -0.5),
         ScenarioSpec("low_vol", "calm market, higher rates, stocks and bonds together", 0.07, 0.08, 0.04, 0.2),
-        ScenarioSpec("rates_up_200bp", "yields +200 bp on day 1", 0.08, 0.18, 0.03, -0.3, MarketShock(rates_bp=200.0)),
+        ScenarioSpec("rates_up_200bp", "yields +200 bp over 3 months", 0.08, 0.18, 0.03, -0.3,
+                     MarketShock(rates_bp=200.0, equity_vol_multiplier=EQUITY_VOL_MULTIPLIER)),
         ScenarioSpec(
-            "credit_spreads_400bp", "credit spreads +400 bp on day 1", 0.08, 0.18, 0.03, -0.3,
-            MarketShock(credit_spread_bp=400.0, start_regime=Regime.STRESS),
+            "credit_spreads_400bp", "credit spreads +400 bp over 3 months", 0.08, 0.18, 0.03, -0.3,
+            MarketShock(credit_spread_bp=400.0, start_regime=Regime.STRESS, equity_vol_multiplier=EQUITY_VOL_MULTIPLIER),
         ),
         ScenarioSpec(
-            "vol_spike", "VIX 15 -> 65 on day 1, decaying", 0.08, 0.18, 0.03, -0.3,
+            "vol_spike", "VIX 15 -> 65 on day 1, mean-reverting (Heston)", 0.08, 0.18, 0.03, -0.3,
             MarketShock(vix_from=15.0, vix_to=65.0, start_regime=Regime.CRISIS),
         ),
         ScenarioSpec(
@@ -164,21 +173,62 @@ def get_scenario(name: str) -> ScenarioSpec:
 # the scenario's world model
 
 
-def _rescale(world: WorldModel, equity_return: float, equity_vol: float) -> tuple[np.ndarray, np.ndarray]:
-    """Means (K, N) and covariances (K, N, N) giving the equal-weight index the target moments."""
-    a = np.asarray(world.transition, dtype=np.float64)
-    means = np.asarray(world.means, dtype=np.float64)
-    covs = world.covariances()
-    pi = stationary_distribution(a)
+def _index_moments(means: np.ndarray, covs: np.ndarray, pi: np.ndarray) -> tuple[float, float]:
+    """Daily arithmetic mean and variance of the equal-weight (daily rebalanced) index's simple
+    return under the regime mixture ``pi``, exactly (log-normal moments within each regime):
+    ``E[1 + R | k] = sum_i w_i e^(m_ki + S_kii / 2)``,
+    ``E[(1 + R)^2 | k] = sum_ij w_i w_j e^(m_ki + m_kj + (S_kii + S_kjj) / 2 + S_kij)``."""
     n = means.shape[1]
     w = np.full(n, 1.0 / n)
-    ew_var = np.einsum("i,kij,j->k", w, covs, w)
-    scale2 = (equity_vol**2 / TRADING_DAYS_PER_YEAR) / float(pi @ ew_var)
-    covs = covs * scale2
-    # arithmetic daily mean of the equal-weight (daily) index: sum_k pi_k mean_i exp(m_ki + S_kii / 2) - 1
-    growth = float(pi @ np.mean(np.exp(means + 0.5 * np.einsum("kii->ki", covs)), axis=1))
-    shift = np.log((1.0 + equity_return / TRADING_DAYS_PER_YEAR) / growth)
-    return means + shift, covs
+    d = w * np.exp(means + 0.5 * np.einsum("kii->ki", covs))  # (K, N)
+    g1 = d.sum(axis=1)
+    g2 = np.einsum("ki,kij,kj->k", d, np.exp(covs), d)
+    e1, e2 = float(pi @ g1), float(pi @ g2)
+    return e1 - 1.0, e2 - e1 * e1
+
+
+def _rescale(world: WorldModel, equity_return: float, equity_vol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Means (K, N) and covariances (K, N, N) giving the equal-weight index the target moments.
+
+    One scale ``s`` multiplies every regime's volatilities (covariances by ``s^2``) and every
+    regime's mean deviation from the stationary mean (so the regimes keep their ratios and the
+    between-regime part of the variance scales too: the review's M3, where only the covariances
+    were scaled and the calm scenarios came out too volatile); one shift of all log means then sets
+    the arithmetic mean. ``s`` is found by bisection on the exact mixture variance
+    (:func:`_index_moments`): the equal-weight index's daily simple return has mean
+    ``equity_return / 252`` and standard deviation ``equity_vol / sqrt(252)`` under the stationary
+    regime distribution.
+    """
+    a = np.asarray(world.transition, dtype=np.float64)
+    means0 = np.asarray(world.means, dtype=np.float64)
+    covs0 = world.covariances()
+    pi = stationary_distribution(a)
+    mbar = pi @ means0
+    target_mean = equity_return / TRADING_DAYS_PER_YEAR
+    target_var = equity_vol**2 / TRADING_DAYS_PER_YEAR
+
+    def scaled(s: float) -> tuple[np.ndarray, np.ndarray, float]:
+        m = mbar + s * (means0 - mbar)
+        c = covs0 * (s * s)
+        mean, _ = _index_moments(m, c, pi)
+        m = m + np.log((1.0 + target_mean) / (1.0 + mean))
+        return m, c, _index_moments(m, c, pi)[1]
+
+    lo, hi = 1e-6, 1.0
+    while scaled(hi)[2] < target_var:
+        hi *= 2.0
+        if hi > 1e6:
+            raise ValueError(f"cannot reach an equity volatility of {equity_vol:.2%}")
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if scaled(mid)[2] < target_var:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-15 * hi:
+            break
+    means, covs, _ = scaled(0.5 * (lo + hi))
+    return means, covs
 
 
 def scenario_world_model(spec: ScenarioSpec, world: WorldModel, p0_today: np.ndarray | None = None) -> WorldModel:
@@ -221,15 +271,35 @@ def scenario_world_model(spec: ScenarioSpec, world: WorldModel, p0_today: np.nda
         big_covs[r, n, n] = bond_vol**2
         big_means[r, :n] = means[r]
         big_means[r, n] = bond_mean
+    if spec.shock is None:
+        return WorldModel.create(a, big_means, big_covs, p0=p0)
+    # price moves of the shock, spread over its horizon (a drift change, not a gap)
     jump = np.zeros(n + 1)
     jump[:n] = np.log1p(max(-0.99, -EQUITY_RATE_DURATION * (shock.rates_bp / 1e4) - CREDIT_EQUITY_BETA * shock.credit_spread_bp / 1e4))
     jump[n] = np.log1p(max(-0.99, -RATES_DURATION * dy))
+    # rates volatility: the bond leg's shocks x RATES_VOL_MULTIPLIER, decaying with VOL_HALF_LIFE_DAYS
     mult = np.ones(n + 1)
+    if dy != 0.0:
+        mult[n] = RATES_VOL_MULTIPLIER
+    # equity volatility: the Heston variance factor starts at var0 and mean-reverts (seed's kappa, xi)
+    start_var = float(p0 @ np.einsum("i,kij,j->k", w, covs, w))  # daily variance of the index, day 1
+    var0, load = 1.0, 0.0
     if shock.vix_to:
-        # implied ~ realised: the equal-weight index starts at the VIX level, whatever the regime
-        start_vol = np.sqrt(TRADING_DAYS_PER_YEAR * float(p0 @ np.einsum("i,kij,j->k", w, covs, w)))
-        mult[:n] = max(1.0, (shock.vix_to / 100.0) / start_vol)
-    return WorldModel.create(a, big_means, big_covs, p0=p0, jump=jump, vol_multiplier0=mult, vol_half_life=shock.vol_half_life_days)
+        # implied ~ realised: the index starts at the VIX level; CORRELATION_SHARE of that variance
+        # is one common shock (the correlation jump), the rest the variance factor's
+        target = (shock.vix_to / 100.0) ** 2 / TRADING_DAYS_PER_YEAR
+        load = float(np.sqrt(CORRELATION_SHARE * target))
+        var0 = max(1.0, (1.0 - CORRELATION_SHARE) * target / start_var)
+    elif shock.equity_vol_multiplier:
+        var0 = shock.equity_vol_multiplier**2
+    kappa = HESTON_KAPPA / TRADING_DAYS_PER_YEAR
+    exposure = np.r_[np.ones(n), 0.0]
+    return WorldModel.create(
+        a, big_means, big_covs, p0=p0, jump=jump, shock_days=shock.shock_days,
+        vol_multiplier0=mult, vol_half_life=shock.vol_half_life_days,
+        var0=var0, var_kappa=kappa, var_xi=HESTON_VOL_OF_VAR / np.sqrt(TRADING_DAYS_PER_YEAR), var_exposure=exposure,
+        factor_load=np.r_[np.full(n, load), 0.0], factor_decay=np.sqrt(1.0 - kappa),
+    )
 
 
 def scenario_cash_rate(spec: ScenarioSpec) -> float:
