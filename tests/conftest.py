@@ -26,3 +26,21 @@ def _isolated_session_home(tmp_path_factory):
     if "ALLOC_HOME" not in os.environ:
         os.environ["ALLOC_HOME"] = str(tmp_path_factory.mktemp("alloc_session"))
     yield
+
+
+@pytest.fixture(scope="module")
+def bundled_world():
+    """The world model calibrated on the bundled history (the pipeline's regime labels), started
+    from today's regime probabilities: the stress scenarios' input in the sim tests."""
+    import numpy as np
+
+    from alloc_assets.core.features import encode
+    from alloc_assets.core.panel import PricePanel, load_bundled_panel
+    from alloc_assets.core.regimes import compute_regimes
+    from alloc_assets.sim.models import calibrate_world_model
+
+    p = load_bundled_panel()
+    panel = PricePanel(p.dates, p.symbols, p.close)
+    state, _ = encode(panel)
+    regimes, _ = compute_regimes(state)
+    return calibrate_world_model(np.diff(np.log(panel.close), axis=0), regimes.label[1:], p0=regimes.probs[-1])

@@ -9,11 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from alloc_assets.core.features import encode
-from alloc_assets.core.panel import PricePanel, load_bundled_panel
-from alloc_assets.core.regimes import compute_regimes
 from alloc_assets.sim.engine import SimSettings
-from alloc_assets.sim.models import calibrate_world_model, stationary_distribution
+from alloc_assets.sim.models import stationary_distribution
 from alloc_assets.sim.scenarios import (
     CORRELATION_SHARE,
     EQUITY_VOL_MULTIPLIER,
@@ -33,12 +30,8 @@ SMALL = SimSettings(block_size=16, chunk_paths=64)
 
 
 @pytest.fixture(scope="module")
-def world():
-    p = load_bundled_panel()
-    panel = PricePanel(p.dates, p.symbols, p.close)
-    state, _ = encode(panel)
-    regimes, _ = compute_regimes(state)
-    return calibrate_world_model(np.diff(np.log(panel.close), axis=0), regimes.label[1:], p0=regimes.probs[-1])
+def world(bundled_world):
+    return bundled_world
 
 
 @pytest.mark.parametrize("name", ["base", "bull", "bear", "high_vol", "low_vol"])

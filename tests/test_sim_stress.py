@@ -17,11 +17,8 @@ import math
 import numpy as np
 import pytest
 
-from alloc_assets.core.features import encode
-from alloc_assets.core.panel import PricePanel, load_bundled_panel
-from alloc_assets.core.regimes import compute_regimes
 from alloc_assets.sim.engine import SimSettings, simulate_log_returns
-from alloc_assets.sim.models import WorldModel, calibrate_world_model
+from alloc_assets.sim.models import WorldModel
 from alloc_assets.sim.scenarios import SHOCK_DAYS, get_scenario, run_scenario, scenario_world_model
 
 SETTINGS = SimSettings(block_size=500, chunk_paths=500)
@@ -29,12 +26,8 @@ SEED = 11
 
 
 @pytest.fixture(scope="module")
-def world():
-    p = load_bundled_panel()
-    panel = PricePanel(p.dates, p.symbols, p.close)
-    state, _ = encode(panel)
-    regimes, _ = compute_regimes(state)
-    return calibrate_world_model(np.diff(np.log(panel.close), axis=0), regimes.label[1:], p0=regimes.probs[-1])
+def world(bundled_world):
+    return bundled_world
 
 
 def _index_returns(model, n_eq: int, n_paths: int, horizon: int) -> np.ndarray:
