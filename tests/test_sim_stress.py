@@ -94,3 +94,16 @@ def test_allocator_and_baseline_books_differ_under_the_shock(world, name):
     # the allocator de-risks: lower volatility, shallower drawdowns (drawdowns are negative numbers)
     assert res.metrics["allocator"]["annual_volatility"].mean() < res.metrics["baseline"]["annual_volatility"].mean()
     assert res.metrics["allocator"]["max_drawdown"].mean() > res.metrics["baseline"]["max_drawdown"].mean()
+
+
+def test_monthly_path_of_wealth_snapshots():
+    """Hand-computed: two paths over three months."""
+    from alloc_assets.sim.scenarios import monthly_path
+
+    w = np.array([[1.0, 1.0], [1.1, 0.9], [0.99, 0.81], [1.2, 0.9]])
+    out = monthly_path(w)
+    r = np.array([[0.1, -0.1], [-0.1, -0.1], [1.2 / 0.99 - 1, 0.9 / 0.81 - 1]])
+    np.testing.assert_allclose(out["vol_annual"], [np.std(x, ddof=1) * math.sqrt(12) for x in r])
+    np.testing.assert_allclose(out["drawdown_median"], [np.median([0.0, -0.1]), np.median([0.99 / 1.1 - 1, -0.19]),
+                                                        np.median([0.0, -0.1])])
+    np.testing.assert_allclose(out["wealth_median"], [1.0, 0.9, 1.05])

@@ -333,6 +333,20 @@ class ScenarioResult:
     provenance: dict
     elapsed_s: float
     settings: dict = field(default_factory=dict)
+    monthly: dict = field(default_factory=dict)
+
+    def path_rows(self) -> list[dict]:
+        """The shock's path month by month, per book (table ``stress_paths``): ``month`` (1..),
+        ``vol_annual`` = the cross-path standard deviation of the month's return x sqrt(12),
+        ``drawdown_median`` = the median across paths of the drawdown at the month's end (from the
+        monthly wealth snapshots), ``wealth_median``."""
+        rows = []
+        for book in BOOKS:
+            m = self.monthly[book]
+            for i in range(len(m["vol_annual"])):
+                rows.append({"scenario": self.name, "book": book, "month": i + 1, "vol_annual": float(m["vol_annual"][i]),
+                             "drawdown_median": float(m["drawdown_median"][i]), "wealth_median": float(m["wealth_median"][i])})
+        return rows
 
     def dashboard_rows(self, base: "ScenarioResult | None" = None) -> list[dict]:
         """This scenario's rows of the stress dashboard (see :func:`stress_dashboard`)."""
@@ -391,6 +405,7 @@ def run_scenario(
     allocator: alloc.AllocatorConfig | None = None,
     calendar: SimCalendar | None = None,
     settings: SimSettings = SimSettings(),
+    devices: int | None = None,
 ) -> ScenarioResult:
     """Simulate one scenario and run the baseline and the allocator book on every path.
 
@@ -407,6 +422,7 @@ def run_scenario(
         to the number of equities).
     calendar : default: rebalance every 21 days, thresholds refreshed every 63.
     settings : engine settings (block size, chunk size, dtype).
+    devices : use at most this many JAX devices (default all; results do not depend on it).
 
     Returns
     -------
@@ -423,7 +439,7 @@ def run_scenario(
         raise ValueError(f"the calendar covers {cal.horizon} days, not horizon_days={horizon_days}")
     t0 = time.perf_counter()
     run = run_strategies(model, n_paths, cal, key, start=start, allocator=cfg, strategy=strategy,
-                         cash_rate_annual=scenario_cash_rate(spec), settings=settings)
+                         cash_rate_annual=scenario_cash_rate(spec), settings=settings, devices=devices)
     elapsed = time.perf_counter() - t0
     return _result(spec, run, elapsed, settings)
 
@@ -431,11 +447,23 @@ def run_scenario(
 def _result(spec: ScenarioSpec, run: StrategyRun, elapsed: float, settings: SimSettings) -> ScenarioResult:
     summary = {book: summarise(run.metrics[book], run.wealth[book][-1]) for book in BOOKS}
     fan = {book: np.quantile(run.wealth[book], QUANTILES, axis=1) for book in BOOKS}
+    monthly = {book: monthly_path(run.wealth[book]) for book in BOOKS}
     return ScenarioResult(
         name=spec.name, spec=spec, n_paths=run.n_paths, horizon_days=run.horizon, metrics=run.metrics, summary=summary,
         wealth_days=run.wealth_days, wealth_quantiles=fan, quantiles=QUANTILES, provenance=run.provenance,
-        elapsed_s=elapsed, settings=dataclasses.asdict(settings),
+        elapsed_s=elapsed, settings=dataclasses.asdict(settings), monthly=monthly,
     )
+
+
+def monthly_path(wealth: np.ndarray) -> dict:
+    """From wealth snapshots (S, P) taken every month (day 0 first): per month 1..S-1 the
+    cross-path volatility of the month's return (annualised, x sqrt(12)), the median drawdown at
+    the month's end and the median wealth."""
+    w = np.asarray(wealth, dtype=np.float64)
+    month = w[1:] / w[:-1] - 1.0
+    drawdown = w / np.maximum.accumulate(w, axis=0) - 1.0
+    return {"vol_annual": month.std(axis=1, ddof=1) * np.sqrt(12.0), "drawdown_median": np.median(drawdown[1:], axis=1),
+            "wealth_median": np.median(w[1:], axis=1)}
 
 
 def stress_dashboard(results: Mapping[str, ScenarioResult], base: str = "base", names: Sequence[str] | None = None) -> list[dict]:
@@ -538,4 +566,24 @@ def drawdown_distribution_png(result: ScenarioResult) -> bytes:
     ax.set_ylabel("paths")
     ax.set_title(f"{result.name}: drawdown distribution")
     ax.legend(loc="upper left", fontsize=8)
+    return _png(fig)
+
+
+def shock_path_png(result: ScenarioResult, base: ScenarioResult) -> bytes:
+    """The shock's path against the base scenario (same random numbers), both books: volatility of
+    each month's return across paths (annualised) and the median drawdown at each month's end."""
+    fig = _figure(figsize=(9.0, 5.6))
+    ax_vol, ax_dd = fig.subplots(2, 1, sharex=True)
+    for book in BOOKS:
+        c = _COLOURS[book]
+        for res, style, tag in ((result, "-", result.name), (base, "--", base.name)):
+            m = res.monthly[book]
+            x = np.arange(1, len(m["vol_annual"]) + 1)
+            ax_vol.plot(x, m["vol_annual"], style, color=c, linewidth=1.5, label=f"{book}, {tag}")
+            ax_dd.plot(x, m["drawdown_median"], style, color=c, linewidth=1.5)
+    ax_vol.set_ylabel("volatility (ann.)")
+    ax_dd.set_ylabel("median drawdown")
+    ax_dd.set_xlabel("months")
+    ax_vol.set_title(f"{result.name}: volatility and drawdown month by month (dashed: {base.name})")
+    ax_vol.legend(loc="upper right", fontsize=8)
     return _png(fig)
