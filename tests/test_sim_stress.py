@@ -103,7 +103,7 @@ def test_monthly_path_of_wealth_snapshots():
     w = np.array([[1.0, 1.0], [1.1, 0.9], [0.99, 0.81], [1.2, 0.9]])
     out = monthly_path(w)
     r = np.array([[0.1, -0.1], [-0.1, -0.1], [1.2 / 0.99 - 1, 0.9 / 0.81 - 1]])
-    np.testing.assert_allclose(out["vol_annual"], [np.std(x, ddof=1) * math.sqrt(12) for x in r])
+    np.testing.assert_allclose(out["vol_annual"], [np.std(x, ddof=1) * math.sqrt(12) for x in r], atol=1e-12)
     np.testing.assert_allclose(out["drawdown_median"], [np.median([0.0, -0.1]), np.median([0.99 / 1.1 - 1, -0.19]),
                                                         np.median([0.0, -0.1])])
     np.testing.assert_allclose(out["wealth_median"], [1.0, 0.9, 1.05])
