@@ -347,7 +347,7 @@ def _projected_adam(returns, objective, lo, hi, w0, lr, final_fraction, beta1, b
     (w, _, _, best_w, best_f), history = lax.scan(body, init, jnp.arange(iterations))
     f_last = surrogate_objective(w, returns, objective, window)
     best_w = jnp.where(f_last > best_f, w, best_w)
-    return best_w, jnp.maximum(best_f, f_last), history
+    return best_w, jnp.maximum(best_f, f_last), history, w0
 
 
 @dataclass(frozen=True)
@@ -368,11 +368,11 @@ def optimise(returns, objective: ResilienceObjective = ResilienceObjective(), lo
     lo, hi = check_bounds(n, lo, hi)
     w0 = np.full(n, 1.0 / n) if w0 is None else np.asarray(w0, dtype=np.float64)
     c = lambda x: jnp.asarray(x, dt)  # noqa: E731
-    w, f, hist = _projected_adam(returns, objective.cast(dt), c(lo), c(hi), c(w0), c(settings.learning_rate),
+    w, f, hist, w0p = _projected_adam(returns, objective.cast(dt), c(lo), c(hi), c(w0), c(settings.learning_rate),
                                  c(settings.final_fraction), c(settings.beta1), c(settings.beta2), c(settings.eps),
                                  iterations=int(settings.iterations), window=int(window))
-    w0p = np.asarray(project_bounded_simplex(c(w0), c(lo), c(hi)), dtype=np.float64)
-    return OptimiserResult(np.asarray(w, dtype=np.float64), float(f), np.asarray(hist, dtype=np.float64), w0p)
+    return OptimiserResult(np.asarray(w, dtype=np.float64), float(f), np.asarray(hist, dtype=np.float64),
+                           np.asarray(w0p, dtype=np.float64))
 
 
 # --------------------------------------------------------------------------------------------------
