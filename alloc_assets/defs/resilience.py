@@ -22,6 +22,7 @@ from pydantic import Field
 
 from alloc_assets.defs.common import WAREHOUSE_RETRY, column_schema
 from alloc_assets.defs.sim import SimulationSettings
+from resources.settings import alloc_home
 from resources.warehouse import DuckDBWarehouse
 
 GROUP = "sim"
@@ -194,7 +195,10 @@ def resilience_portfolio(context: dg.AssetExecutionContext, warehouse: DuckDBWar
     variance and risk parity, and equal weights, on the exact objective. Writes
     ``resilience_portfolio`` (weights per symbol and method) and ``resilience_comparison`` (per
     method: held-out and training objective and components, the paired gain of w*)."""
+    from alloc_assets.sim.engine import enable_compilation_cache
     from alloc_assets.sim.resilience import OptimiserSettings, run_resilience
+
+    enable_compilation_cache(alloc_home() / "jax-cache")
 
     saved = _load_world(simulation)
     model = saved["model"]
