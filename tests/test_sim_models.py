@@ -156,3 +156,27 @@ def test_float64_is_selectable_per_call_and_recorded():
     assert prov["jax_enable_x64"] is True and prov["dtype"] == "float64"
     for key in ("jax_version", "jax_default_prng_impl", "backend", "device_count", "block_size", "jax_threefry_partitionable"):
         assert key in prov
+
+
+def test_realised_vol_labels_are_causal_expanding_quantiles():
+    """The allocator-independent labels: each day's 21-day realised volatility of the equal-weight
+    index against the 50/80/95 % quantiles of all volatilities up to that day (a brute-force
+    reference with np.quantile on every prefix), -1 in the warm-up, unchanged when days are appended."""
+    from alloc_assets.sim.models import realised_vol_labels
+
+    rng = np.random.default_rng(7)
+    scale = np.repeat(rng.choice([0.005, 0.01, 0.02, 0.04], 30), 20)  # volatility regimes of 20 days
+    r = rng.normal(0.0, 1.0, (scale.size, 3)) * scale[:, None]
+    labels = realised_vol_labels(r, window=21, min_history=100)
+    index = np.expm1(r).mean(axis=1)
+    vol = np.array([index[t - 20 : t + 1].std(ddof=1) for t in range(20, index.size)])  # days 20..
+    expected = np.full(index.size, -1)
+    for t in range(20 + 99, index.size):
+        q = np.quantile(vol[: t - 20 + 1], [0.5, 0.8, 0.95])
+        expected[t] = int(np.sum(vol[t - 20] > q))
+    np.testing.assert_array_equal(labels, expected)
+    assert set(np.unique(labels[labels >= 0])) == {0, 1, 2, 3}
+    # no look-ahead: the labels of a prefix are the prefix of the labels
+    np.testing.assert_array_equal(realised_vol_labels(r[:400], window=21, min_history=100), labels[:400])
+    # the high-volatility stretches get the high labels
+    assert scale[labels == 3].mean() > scale[labels == 0].mean()

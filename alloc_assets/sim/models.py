@@ -39,7 +39,10 @@ state and persist (the stress scenarios; every default leaves the plain model un
   shared by the assets, decaying by ``factor_decay`` a day.
 
 :func:`calibrate_world_model` estimates a ``WorldModel`` from daily log returns and a daily regime
-label series (e.g. the pipeline's ``regime_series``); :func:`regime_weighted_covariance` gives the
+label series: :func:`realised_vol_labels` (causal expanding-window quantiles of the equal-weight
+index's realised volatility; independent of the allocator, the simulation assets' default) or the
+pipeline's ``regime_series`` (the allocator's own labels: the simulated world then switches exactly
+where the allocator looks, which flatters it); :func:`regime_weighted_covariance` gives the
 covariance a strategy expects given the regime probabilities, ``Sigma_t = sum_k P(k | z_t) Sigma_k``.
 """
 
@@ -410,3 +413,67 @@ def regime_weighted_variances(world: WorldModel, probs: jax.Array) -> jax.Array:
     """Diagonal of :func:`regime_weighted_covariance`: (K, B) -> (N, B) daily variances."""
     var = jnp.sum(world.chol**2, axis=2)  # (K, N)
     return var.T @ probs
+
+
+def realised_vol_labels(
+    log_returns: np.ndarray,
+    window: int = 21,
+    min_history: int = 252,
+    cuts: tuple[float, ...] = (0.5, 0.8, 0.95),
+) -> np.ndarray:
+    """Regime labels that do not come from the allocator: causal quantiles of realised volatility.
+
+    The equal-weight (daily rebalanced) index of the assets has the daily simple return
+    ``R_t = mean_i(exp(r_ti) - 1)``; its realised volatility on day ``t`` is the standard deviation
+    (``ddof=1``) of ``R`` over the ``window`` days ending on ``t`` (known at day ``t``'s close). Day
+    ``t``'s label is the number of ``cuts`` quantiles of the volatilities of days ``<= t`` (an
+    expanding window: no look-ahead; NumPy's default linear interpolation) that its volatility
+    exceeds: 0 = NORMAL (at most the median by default), 1 = ELEVATED (to the 80th percentile),
+    2 = STRESS (to the 95th), 3 = CRISIS (above). So the world model calibrated on these labels
+    switches where the index's volatility does, not where the allocator's score does.
+
+    Parameters
+    ----------
+    log_returns : (T, N) daily log returns (a row with a non-finite value gives the windows that
+        contain it no volatility).
+    window : days of each realised volatility.
+    min_history : volatilities needed before the first label (earlier days: -1, unlabelled).
+    cuts : increasing quantile levels in (0, 1), ``len(cuts) + 1`` labels.
+
+    Returns
+    -------
+    (T,) int64 labels, -1 where unlabelled (warm-up or no volatility). Appending days never changes
+    an earlier label.
+    """
+    r = np.asarray(log_returns, dtype=np.float64)
+    if r.ndim == 1:
+        r = r[:, None]
+    cuts = tuple(float(c) for c in cuts)
+    if window < 2 or min_history < 1 or any(not 0 < c < 1 for c in cuts) or list(cuts) != sorted(cuts):
+        raise ValueError("window >= 2, min_history >= 1 and increasing cuts in (0, 1) are required")
+    t = r.shape[0]
+    index = np.mean(np.expm1(r), axis=1)  # NaN where any asset is missing
+    labels = np.full(t, -1, dtype=np.int64)
+    if t < window:
+        return labels
+    vol = np.full(t, np.nan)
+    vol[window - 1 :] = np.std(np.lib.stride_tricks.sliding_window_view(index, window), axis=1, ddof=1)
+    import bisect
+
+    seen: list[float] = []  # the volatilities of days <= t, sorted
+    for day in range(t):
+        v = vol[day]
+        if not np.isfinite(v):
+            continue
+        bisect.insort(seen, float(v))
+        m = len(seen)
+        if m < min_history:
+            continue
+        level = 0
+        for c in cuts:  # np.quantile's linear interpolation between order statistics
+            pos = c * (m - 1)
+            lo = int(math.floor(pos))
+            hi = min(lo + 1, m - 1)
+            level += int(v > seen[lo] + (pos - lo) * (seen[hi] - seen[lo]))
+        labels[day] = level
+    return labels

@@ -20,31 +20,52 @@ low_vol        7 %      8 %     4 %    0.2     2017-like calm with higher rates;
                                                regimes make bonds and stocks move together
 =============  =======  ======  =====  ======  ==================================================
 
-How the world model is changed (``scenario_world_model``): each regime's covariance is scaled by
-one factor and every mean shifted by one amount, so that under the stationary regime distribution
-the equal-weight equity index has the scenario's arithmetic mean and volatility; the regime
-dynamics, the ratios between regimes and the correlations are the calibrated ones. The rates
+How the world model is changed (``scenario_world_model``): one scale ``s`` multiplies every
+regime's volatilities (covariances by ``s^2``) *and* every regime's mean deviation from the
+stationary mean, then one shift of all log means sets the drift; ``s`` is solved (bisection) on the
+exact moments of the regime mixture (log-normal within each regime), so that under the stationary
+regime distribution the equal-weight (daily rebalanced) equity index's daily **simple** return has
+mean ``return / 252`` and standard deviation ``vol / sqrt(252)``: the scenario's annual drift and
+volatility are ``252 x`` the mean and ``sqrt(252) x`` the standard deviation of daily returns. (The
+review's M3: scaling only the covariances left the between-regime variance of the means and the
+log/simple gap, so the calm scenarios came out too volatile.) The regime dynamics, the ratios
+between regimes and the correlations are the calibrated ones. The volatility of a year's return is
+not ``vol``: persistent regimes with different means make daily returns autocorrelated. The rates
 sleeve: duration ``RATES_DURATION`` (7 years), yield volatility ``YIELD_VOL`` (0.9 %/year, so
 about 6.3 % return volatility), expected return ``rf + TERM_PREMIUM`` (1 %), correlated with the
 equity index at ``corr`` in every regime. Cash earns ``rf``; Sharpe ratios are in excess of it.
 Parameter scenarios start from the stationary regime distribution.
 
-Stress shocks (on the base parameters; a day-1 jump in log prices, a volatility multiplier decaying
-with a half-life, a forced starting regime):
+Stress shocks (on the base parameters). A shock acts through the model's state and persists
+(``models.WorldModel``), so the allocator has something to react to: its price moves are a drift
+spread evenly over ``SHOCK_DAYS`` (63 trading days, three months: its stated horizon), not a
+day-one gap; equity volatility is a Heston variance factor started at ``var0`` that mean-reverts
+with the seed's Heston (kappa 2 a year, vol of variance 0.3 at theta 0.04, 1.5 in relative units);
+a yield shock multiplies the rates sleeve's volatility by ``RATES_VOL_MULTIPLIER`` (1.5) decaying
+with a half-life of ``VOL_HALF_LIFE_DAYS`` (42 days); a VIX shock adds a correlation jump (one
+common shock carrying ``CORRELATION_SHARE`` = 25 % of the day-1 index variance, decaying like the
+variance factor); the starting regime can be forced. Sensitivities: equities move
+``-EQUITY_RATE_DURATION`` (5) x the rate change and ``-CREDIT_EQUITY_BETA`` (4) x the spread
+change; the rates sleeve ``-RATES_DURATION`` (7) x the total yield change (with the flight to
+quality, ``-FLIGHT_TO_QUALITY`` x the spread change); cash and the sleeve's carry move with the
+rate change.
 
-* ``rates_up_200bp``: yields +200 bp: the rates sleeve jumps ``-7 x 2 % = -14 %``, equities
-  ``-EQUITY_RATE_DURATION x 2 % = -10 %``; cash and the rates sleeve's carry earn 2 % more after.
-* ``credit_spreads_400bp``: credit spreads +400 bp: equities ``-CREDIT_EQUITY_BETA x 4 % = -16 %``
+* ``rates_up_200bp``: yields +200 bp over 3 months: rates sleeve ``-7 x 2 % = -14 %``, equities
+  ``-5 x 2 % = -10 %``; equity volatility x ``EQUITY_VOL_MULTIPLIER`` (1.5) on day 1 (variance
+  factor 2.25), rates volatility x 1.5; cash and the carry earn 2 % more.
+* ``credit_spreads_400bp``: credit spreads +400 bp over 3 months: equities ``-4 x 4 % = -16 %``
   (about -4 % per +100 bp, the 2008/2020 ratio), yields -50 bp on the flight to quality (rates
-  sleeve +3.5 %), start in STRESS.
-* ``vol_spike``: VIX 15 -> 65: start in CRISIS with the equities' shocks scaled so that the
-  equal-weight index has a volatility of 65 % on day 1 (implied taken as realised; the factor is
-  65 % over the starting regime's own index volatility, at least 1), decaying back to the
-  regime's volatility with a half-life of ``VOL_HALF_LIFE_DAYS`` (42 trading days, about two
-  months, the VIX's typical mean reversion).
+  sleeve +3.5 %), equity volatility x 1.5, rates volatility x 1.5, start in STRESS.
+* ``vol_spike``: VIX 15 -> 65: start in CRISIS; on day 1 the equal-weight index has a volatility of
+  65 % (implied taken as realised): 25 % of that variance is the common shock, the rest the
+  CRISIS regime's index variance x ``var0`` (at least 1); both mean-revert (Heston kappa).
 * ``combined_2008``: the 2008-like combination: credit +400 bp, VIX 15 -> 65, yields -100 bp in all
   (a -50 bp rate cut plus the -50 bp flight to quality: the Treasury rally of late 2008; rates
-  sleeve +7 %, equities -16 % + 2.5 % = -13.5 %), cash at 2.5 %, start in CRISIS.
+  sleeve +7 %, equities -16 % + 2.5 % = -13.5 %, both over 3 months), cash at 2.5 %, start in CRISIS.
+
+Each result carries its month-by-month path (``ScenarioResult.monthly``, ``path_rows``: volatility
+of each month's return across paths and median drawdown at each month's end, per book; the
+``stress_paths`` table) and :func:`shock_path_png` draws it against ``base``.
 
 ``from_today``: the calibrated world model unchanged, started from today's regime probabilities
 (``p0``) and, for the allocator, from today's pipeline state (pass ``start``); the rates sleeve
@@ -91,12 +112,17 @@ DAYS_PER_MONTH = 21
 
 @dataclass(frozen=True)
 class MarketShock:
-    """A change of the initial state: day-1 jumps, a decaying volatility spike, a starting regime.
+    """A shock acting through the model's state (see the module docstring): price moves spread over
+    ``shock_days``, a mean-reverting equity variance factor, a correlation jump, a starting regime.
 
     rates_bp : parallel yield change (basis points). credit_spread_bp : credit spread change (bp).
     vix_from, vix_to : implied volatility before (descriptive) and after: day-1 equity index
-    volatility ``vix_to`` %, decaying with ``vol_half_life_days``. start_regime : regime of day 0.
+    volatility ``vix_to`` % (Heston variance factor plus the common shock, both mean-reverting).
+    vol_half_life_days : half-life of the rates sleeve's volatility multiplier.
+    start_regime : regime of day 0.
     flight_to_quality : add the yield fall that comes with wider spreads (``FLIGHT_TO_QUALITY``).
+    shock_days : days over which the price moves are spread (the shock's stated horizon).
+    equity_vol_multiplier : day-1 equity volatility multiplier when no ``vix_to`` is given.
     """
 
     rates_bp: float = 0.0
@@ -110,7 +136,7 @@ class MarketShock:
     equity_vol_multiplier: float | None = None
 
     def yield_change(self) -> float:
-        """Total day-1 yield change (decimal), including the flight to quality."""
+        """Total yield change over the shock (decimal), including the flight to quality."""
         ftq = -FLIGHT_TO_QUALITY * self.credit_spread_bp if self.flight_to_quality else 0.0
         return (self.rates_bp + ftq) / 1e4
 
