@@ -101,3 +101,30 @@ def test_base_result_is_computed_once_and_shared_across_processes(tmp_path):
             "v, reused = load_or_compute(pathlib.Path(sys.argv[1]), lambda: 1 / 0); print(v['sharpe'], reused)")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["0.5", "True"]
+
+
+def test_an_old_or_broken_world_model_file_fails_clearly(tmp_path):
+    """A world model saved by an older version (fewer fields) or a truncated file: a Failure that
+    says to re-materialize scenario_models, not an AttributeError deep in the engine."""
+    import pickle
+
+    import numpy as np
+
+    from alloc_assets.defs.sim import load_world_file
+    from alloc_assets.sim.models import WorldModel
+
+    model = WorldModel.create([[1.0]], [[0.0]], [[[1e-4]]])
+    object.__delattr__(model, "shock_days")  # what unpickling a file of the previous version gives
+    old = tmp_path / "old.pkl"
+    old.write_bytes(pickle.dumps({"model": model, "start": None}))
+    with pytest.raises(dg.Failure, match="older version.*shock_days.*scenario_models"):
+        load_world_file(old)
+    broken = tmp_path / "broken.pkl"
+    broken.write_bytes(pickle.dumps({"model": WorldModel.create([[1.0]], [[0.0]], [[[1e-4]]])})[:20])
+    with pytest.raises(dg.Failure, match="cannot be read"):
+        load_world_file(broken)
+    with pytest.raises(dg.Failure, match="does not exist"):
+        load_world_file(tmp_path / "none.pkl")
+    good = tmp_path / "good.pkl"
+    good.write_bytes(pickle.dumps({"model": WorldModel.create([[1.0]], [[0.0]], [[[1e-4]]])}))
+    assert np.asarray(load_world_file(good)["model"].shock_days) == 1.0

@@ -12,7 +12,6 @@ Resources (registered by ``definitions.py``): ``simulation`` (where the world mo
 """
 
 import math
-import pickle
 
 import dagster as dg
 import numpy as np
@@ -21,7 +20,7 @@ import polars as pl
 from pydantic import Field
 
 from alloc_assets.defs.common import WAREHOUSE_RETRY, column_schema
-from alloc_assets.defs.sim import SimulationSettings
+from alloc_assets.defs.sim import SimulationSettings, load_world_file
 from resources.settings import alloc_home
 from resources.warehouse import DuckDBWarehouse
 
@@ -129,10 +128,7 @@ class RegimeAllocationTable(pa.DataFrameModel):
 
 
 def _load_world(simulation: SimulationSettings) -> dict:
-    path = simulation.root() / "world_model.pkl"
-    if not path.exists():
-        raise dg.Failure(allow_retries=False, description=f"{path} does not exist: materialize scenario_models first.")
-    return pickle.loads(path.read_bytes())
+    return load_world_file(simulation.root() / "world_model.pkl")
 
 
 def _symbols(saved: dict, warehouse: DuckDBWarehouse, n: int, context) -> list[str]:

@@ -92,6 +92,27 @@ class SimulationSettings(dg.ConfigurableResource):
         return path
 
 
+def load_world_file(path: Path) -> dict:
+    """The saved world model (``scenario_models``' file), or a clear failure: missing, unreadable,
+    or written by an older version of the model (re-materialize ``scenario_models``)."""
+    import dataclasses as dc
+
+    from alloc_assets.sim.models import WorldModel
+
+    if not path.exists():
+        raise dg.Failure(allow_retries=False, description=f"{path} does not exist: materialize scenario_models first.")
+    try:
+        saved = pickle.loads(path.read_bytes())
+        model = saved["model"]
+        missing = [f.name for f in dc.fields(WorldModel) if f.name not in vars(model)]
+    except Exception as exc:  # truncated or foreign file
+        raise dg.Failure(allow_retries=False, description=f"{path} cannot be read ({exc}): materialize scenario_models again.") from None
+    if missing:
+        raise dg.Failure(allow_retries=False, description=f"{path} was written by an older version of the world model "
+                                                          f"(no {', '.join(missing)}): materialize scenario_models again.")
+    return saved
+
+
 CALIBRATION_LABELS = ("realised_vol", "allocator")
 
 
@@ -196,7 +217,7 @@ def stress_tests(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, 
     enable_compilation_cache(alloc_home() / "jax-cache")  # a new process loads the compiled kernel
     name = context.partition_key
     model_file = simulation.root() / "world_model.pkl"
-    saved = pickle.loads(model_file.read_bytes())
+    saved = load_world_file(model_file)
     settings = SimSettings(dtype=simulation.dtype)
     kwargs = dict(world_model=saved["model"], n_paths=simulation.n_paths, horizon_days=simulation.horizon_days,
                   key=simulation.seed, start=saved["start"], settings=settings, devices=simulation.devices)
