@@ -17,7 +17,7 @@ from alloc_assets.defs.calibration import regime_calibration
 from alloc_assets.defs.jobs import derive_job, refresh_job
 from alloc_assets.defs.market import market_prices
 from alloc_assets.defs.resilience import RESILIENCE_ASSETS, RESILIENCE_RESOURCES
-from alloc_assets.defs.search import SearchSettings, strategy_search
+from alloc_assets.defs.search import SEARCH_JOBS, SearchSettings, strategy_search
 from alloc_assets.defs.sim import SIM_ASSETS, SimulationSettings
 from resources.allocator import AllocatorSettings
 from resources.landing import LandingZone
@@ -37,7 +37,7 @@ RESOURCES = {
 
 defs = dg.Definitions(
     assets=[market_prices, *ALLOCATOR_ASSETS, *BACKTEST_ASSETS, regime_calibration, *SIM_ASSETS, strategy_search, *RESILIENCE_ASSETS],
-    jobs=[refresh_job, derive_job],
+    jobs=[refresh_job, derive_job, *SEARCH_JOBS],
     schedules=[daily_schedule],
     sensors=[new_market_data_sensor, catch_up_sensor, run_watchdog_sensor],
     resources=RESOURCES,

@@ -46,7 +46,24 @@ def test_strategy_search_stores_the_search_its_figures_and_metadata(alloc_home):
     for s, row in direct.best_per_scenario.items():
         assert f"| {s} | {row['config']} | {row['weight_fn_name']} |" in meta["best_per_scenario"].value
     assert meta["robust_vs_best"].value.startswith("![robust vs best](data:image/png;base64,")
-    assert {"simulate_s", "evaluate_s", "total_s", "figures_s"} <= set(meta["timings_s"].value)
+    assert {"simulate_s", "evaluate_s", "total_s", "figures_s", "allocation_path_s"} <= set(meta["timings_s"].value)
+    assert meta["scenario_comparison"].value.startswith("![scenario comparison](data:image/png;base64,")
+    assert meta["allocation_path"].value.startswith("![allocation path](data:image/png;base64,")
+    # the allocation path: the best robust configuration's equity weight at day 252 (one year), per
+    # scenario, median [5 %, 95 %] over the paths, recomputed here from the NumPy reference
+    from alloc_assets.sim import search as S
+
+    plan = S.SearchPlan(**{k: v for k, v in SMALL.items()})
+    r = direct.best_robust
+    table = meta["allocation_path_summary"].value
+    assert "| scenario | day 252 |" in table
+    for s in direct.scenarios:
+        p = plan.simulate(s)
+        w = S.evaluate_strategy_numpy(np.asarray(p.equity), np.asarray(p.bond), r["target_vol"], r["window_months"],
+                                      r["risk_aversion"], r["weight_fn_name"], r["cost_bps"], plan.scenario(s).rate,
+                                      plan.warmup_days, return_weights=True)["weights"][-1]
+        q05, q50, q95 = np.quantile(w, [0.05, 0.5, 0.95])
+        assert f"| {s} | {q50:.0%} [{q05:.0%}, {q95:.0%}] |" in table, (s, q05, q50, q95, table)
 
     figures = meta["figures"].value
     for kind, name in FIGURES.items():
@@ -55,6 +72,7 @@ def test_strategy_search_stores_the_search_its_figures_and_metadata(alloc_home):
     best = (alloc_home / "search" / "best_strategies.md").read_text()
     assert figures["best_strategies"] == str(alloc_home / "search" / "best_strategies.md")
     assert "## Best robust configuration" in best and direct.summary.splitlines()[0] in best
+    assert "## Allocation path of the best robust configuration" in best and table in best
 
 
 def test_strategy_search_is_standalone_and_outside_refresh_job():

@@ -288,3 +288,92 @@ def test_sharded_over_two_host_devices_gives_the_same_numbers():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+# --------------------------------------------------------------------------------------------------
+# allocation path of one configuration
+
+
+def test_allocation_path_is_the_cross_path_summary_of_the_numpy_weights(small_paths):
+    """The weight held each day (JAX, float32) against the independent NumPy loop's weights; the
+    band is np.quantile of those over the paths, and the weights average to avg_equity_weight."""
+    sc, p = small_paths
+    cfg = CONFIGS[3]  # sigmoid, 15 bp: rebalances move the weight, the book drifts in between
+    band = S.allocation_path(p, S.strategy_params(*cfg), sc.rate, WARM)
+    ref = S.evaluate_strategy_numpy(np.asarray(p.equity), np.asarray(p.bond), *cfg, rate=sc.rate, warmup_days=WARM,
+                                    return_weights=True)
+    w = ref["weights"]  # (horizon, paths)
+    horizon = p.n_days - WARM
+    assert w.shape == (horizon, p.n_paths) and set(band) == {"day", "p05", "p50", "p95", "mean"}
+    np.testing.assert_array_equal(band["day"], np.arange(1, horizon + 1))
+    for key, q in (("p05", 0.05), ("p50", 0.5), ("p95", 0.95)):
+        np.testing.assert_allclose(band[key], np.quantile(w, q, axis=1), rtol=1e-4, atol=1e-5, err_msg=key)
+    np.testing.assert_allclose(band["mean"], w.mean(axis=1), rtol=1e-4, atol=1e-5)
+    assert np.all(band["p05"] <= band["p50"]) and np.all(band["p50"] <= band["p95"])
+    assert np.all(band["p95"] - band["p05"] > 0)  # the paths disagree: a real band
+    np.testing.assert_allclose(w.mean(axis=0), ref["avg_equity_weight"], rtol=1e-12)
+    # within a month the weight only drifts, at a rebalance it jumps to the rule's target
+    full = S.evaluate_strategies(p, S.strategy_params(*cfg), sc.rate, WARM, devices=1, return_weights=True)
+    np.testing.assert_allclose(full["weights"][0].mean(axis=0), full["avg_equity_weight"][0], rtol=1e-5)
+
+
+def test_allocation_path_limits(small_paths):
+    """tau huge under inverse_vol: all in equities every day; tau 0 under linear decay: none."""
+    sc, p = small_paths
+    ones = S.allocation_path(p, S.strategy_params(1e6, 12.0, 2.0, "inverse_vol", 5.0), sc.rate, WARM)
+    zeros = S.allocation_path(p, S.strategy_params(0.0, 12.0, 2.0, "linear_decay", 5.0), sc.rate, WARM)
+    for key in ("p05", "p50", "p95", "mean"):
+        assert np.all(ones[key] == 1.0) and np.all(zeros[key] == 0.0), key
+    with pytest.raises(ValueError):
+        S.allocation_path(p, S.strategy_params([0.1, 0.2], 12.0, 2.0, 0, 5.0), sc.rate, WARM)
+
+
+# --------------------------------------------------------------------------------------------------
+# units of work: what a distributed run evaluates and assembles
+
+
+def test_a_configurations_numbers_do_not_depend_on_its_batch_mates():
+    """A distributed unit recomputes a batch in another process: each configuration's numbers must
+    depend only on itself and the paths. Same-shape calls (the batch size) with other
+    configurations around it, or at another position, give the same bits."""
+    plan = S.SearchPlan(n_paths=48, horizon_days=126, warmup_days=63, budget=40, batch_size=20, seed=5)
+    sc, p = plan.scenario("bear"), plan.simulate("bear")
+    P, Q = plan.batch_params(0), plan.batch_params(1)
+    ref = S.evaluate_strategies(p, P, sc.rate, 63)
+    pos = np.arange(20)
+    mixed = S.StrategyParams(*[np.where(pos == 3, getattr(P, f), getattr(Q, f))
+                               for f in ("target_vol", "window_months", "risk_aversion", "weight_fn", "cost_bps")])
+    other = S.evaluate_strategies(p, mixed, sc.rate, 63)
+    moved = S.evaluate_strategies(p, P.take(np.roll(pos, 5)), sc.rate, 63)  # config 3 now at position 8
+    for k in S.STRATEGY_METRICS:
+        assert np.array_equal(ref[k][3], other[k][3]) and np.array_equal(ref[k][3], moved[k][8]), k
+        assert not np.array_equal(ref[k][4], other[k][4]) or k == "cost_per_year", k  # the mates did change
+
+
+def test_units_assemble_into_run_search_bit_for_bit():
+    """Every (scenario, batch) unit evaluated on its own (simulating its scenario again), handed
+    over in a shuffled order and for every batch (speculatively past the stop): the assembled
+    result is run_search's, bit for bit, with the same early stop."""
+    kw = dict(n_paths=48, horizon_days=126, warmup_days=63, budget=100, batch_size=20, seed=5, stop_rel_tol=10.0)
+    direct = S.run_search(**kw)
+    plan = S.SearchPlan(**kw)
+    units = plan.units()
+    assert len(units) == 5 * 5 and units[:5] == [(s.name, 0) for s in S.SEARCH_SCENARIOS]
+    rng = np.random.default_rng(0)
+    done = {units[i]: S.evaluate_unit(plan, *units[i]) for i in rng.permutation(len(units))}
+    got = S.assemble_search(plan, done)
+    assert direct.stopped_early and got.stopped_early and got.n_evaluated == direct.n_evaluated == 40
+    assert got.table.keys() == direct.table.keys()
+    for k, v in direct.table.items():
+        assert got.table[k].dtype == v.dtype and np.array_equal(got.table[k], v), k
+    assert got.summary == direct.summary and got.best_robust == direct.best_robust
+    for s in plan.scenario_names:  # the band is recomputed on the re-simulated paths: the same
+        for key, arr in direct.allocation_path[s].items():
+            assert np.array_equal(got.allocation_path[s][key], arr), (s, key)
+    # batches before the stop are required
+    with pytest.raises(KeyError):
+        S.assemble_search(plan, {u: r for u, r in done.items() if u != ("bull", 1)}, allocation_path=False)
+    # without early stopping every batch counts
+    full = S.assemble_search(S.SearchPlan(**{**kw, "early_stopping": False}), done, allocation_path=False)
+    assert full.n_evaluated == 100 and not full.stopped_early
+    np.testing.assert_array_equal(full.table["base_objective"][:40], direct.table["base_objective"])

@@ -9,6 +9,8 @@ asset only calls :func:`~alloc_assets.sim.search.run_search`, stores its table i
 import base64
 import json
 import math
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -31,6 +33,8 @@ FIGURES = {
     "risk_return": "search_risk_return.png",
     "sensitivity": "search_sensitivity.png",
     "robust_vs_best": "search_robust_vs_best.png",
+    "scenario_comparison": "search_scenario_comparison.png",
+    "allocation_path": "search_allocation_path.png",
 }
 BEST_TABLE = "best_strategies.md"
 
@@ -46,6 +50,11 @@ class SearchSettings(dg.ConfigurableResource):
     early_stopping: bool = Field(default=True, description="Stop before the budget when no scenario's best objective "
                                  "improved by 1 % over the last 20 configurations")
     output_dir: str = Field(default="", description="Figures and the best-strategy table; empty = $ALLOC_HOME/search")
+
+    def search_kwargs(self) -> dict:
+        """The arguments of ``run_search`` / ``SearchPlan`` these settings decide."""
+        return {"n_paths": self.n_paths, "horizon_days": self.horizon_days, "seed": self.seed, "budget": self.budget,
+                "batch_size": self.batch_size, "early_stopping": self.early_stopping}
 
     def root(self) -> Path:
         path = Path(self.output_dir) if self.output_dir else alloc_home() / "search"
@@ -76,7 +85,7 @@ class StrategySearchTable(pa.DataFrameModel):
 @dg.asset(
     group_name=GROUP,
     kinds={"jax", "numpy"},
-    code_version="sim-search-1",
+    code_version="sim-search-2",
     metadata={"dagster/column_schema": column_schema(StrategySearchTable), "dagster/table_name": TABLE},
 )
 def strategy_search(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, search: SearchSettings):
@@ -88,9 +97,15 @@ def strategy_search(context: dg.AssetExecutionContext, warehouse: DuckDBWarehous
     Sharpe, vol, max drawdown, ..., robustness), the figures and ``best_strategies.md``."""
     from alloc_assets.sim.search import run_search
 
-    result = run_search(n_paths=search.n_paths, horizon_days=search.horizon_days, seed=search.seed,
-                        budget=search.budget, batch_size=search.batch_size, early_stopping=search.early_stopping)
+    result = run_search(**search.search_kwargs())
     context.log.info(f"strategy search: {result.n_evaluated} configurations, {result.timings_s.get('total_s', 0):.1f} s")
+    return dg.MaterializeResult(metadata=store_search(result, warehouse, search))
+
+
+def store_search(result, warehouse: DuckDBWarehouse, search: SearchSettings) -> dict:
+    """Validate and store the result's table (``strategy_search``), write the figures and
+    ``best_strategies.md``; returns the materialization metadata. Shared by the asset and the
+    fan-out job's collect step, so both store a search the same way."""
     frame = search_frame(result)
     try:
         StrategySearchTable.validate(frame, lazy=True)
@@ -99,7 +114,10 @@ def strategy_search(context: dg.AssetExecutionContext, warehouse: DuckDBWarehous
                          f"{exc.failure_cases.head(10)}") from None
     t0 = time.perf_counter()
     pngs = {"convergence": convergence_png(result), "risk_return": risk_return_png(result),
-            "sensitivity": sensitivity_png(result), "robust_vs_best": robust_vs_best_png(result)}
+            "sensitivity": sensitivity_png(result), "robust_vs_best": robust_vs_best_png(result),
+            "scenario_comparison": scenario_comparison_png(result)}
+    if result.allocation_path:
+        pngs["allocation_path"] = allocation_path_png(result)
     figures_s = time.perf_counter() - t0
     warehouse.replace_table(TABLE, frame)  # one transaction: the whole table, as computed
     root = search.root()
@@ -110,21 +128,28 @@ def strategy_search(context: dg.AssetExecutionContext, warehouse: DuckDBWarehous
     paths["best_strategies"] = root / BEST_TABLE
     paths["best_strategies"].write_text(best_strategies_md(result))
 
-    main = base64.b64encode(pngs["robust_vs_best"]).decode()
+    def inline(kind: str, title: str) -> dg.MetadataValue:
+        return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(pngs[kind]).decode()})")
+
     timings = {k: round(float(v), 3) for k, v in result.timings_s.items()} | {"figures_s": round(figures_s, 3)}
-    return dg.MaterializeResult(metadata={
+    metadata = {
         "summary": dg.MetadataValue.md(summary_md(result.summary)),
         "best_robust": dg.MetadataValue.md(best_robust_md(result)),
         "best_per_scenario": dg.MetadataValue.md(best_per_scenario_md(result)),
         "best_robust_config": dg.MetadataValue.json(_config(result.best_robust)),
-        "robust_vs_best": dg.MetadataValue.md(f"![robust vs best](data:image/png;base64,{main})"),
+        "robust_vs_best": inline("robust_vs_best", "robust vs best"),
+        "scenario_comparison": inline("scenario_comparison", "scenario comparison"),
         "n_evaluated": result.n_evaluated,
         "stopped_early": result.stopped_early,
         "timings_s": dg.MetadataValue.json(timings),
         "figures": dg.MetadataValue.json({k: str(v) for k, v in paths.items()}),
         "settings": dg.MetadataValue.json(json.loads(json.dumps(result.settings, default=str))),
         "dagster/row_count": frame.height,
-    })
+    }
+    if result.allocation_path:
+        metadata["allocation_path"] = inline("allocation_path", "allocation path")
+        metadata["allocation_path_summary"] = dg.MetadataValue.md(allocation_path_md(result))
+    return metadata
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,7 +220,9 @@ def best_strategies_md(result) -> str:
     """``best_strategies.md``: the summary, the best robust configuration and the best per scenario."""
     return "\n".join(["# Strategy search: best strategies", "", summary_md(result.summary),
                       "## Best robust configuration", "", best_robust_md(result), "",
-                      "## Best configuration per scenario", "", best_per_scenario_md(result), ""])
+                      "## Best configuration per scenario", "", best_per_scenario_md(result), "",
+                      *(["## Allocation path of the best robust configuration", "", allocation_path_md(result), ""]
+                        if result.allocation_path else [])])
 
 
 def _figure(figsize=(9.0, 4.2)):
@@ -293,4 +320,197 @@ def robust_vs_best_png(result) -> bytes:
     return _png(fig)
 
 
+_COMPARED = (("objective", "objective (mean Sharpe - penalties)", 1.0), ("sharpe", "Sharpe (mean over paths)", 1.0),
+             ("vol", "volatility (%)", 100.0), ("max_drawdown", "max drawdown (%)", 100.0))
+
+
+def scenario_comparison_png(result) -> bytes:
+    """Scenario comparison: objective, Sharpe, volatility and max drawdown (path means) of the best
+    robust configuration beside each scenario's own best, grouped by scenario."""
+    fig = _figure((11.0, 6.4))
+    axes = fig.subplots(2, 2)
+    x = np.arange(len(result.scenarios))
+    r = result.best_robust
+    for ax, (col, label, scale) in zip(axes.ravel(), _COMPARED):
+        mine = [scale * r[f"{s}_{col}"] for s in result.scenarios]
+        best = [scale * result.best_per_scenario[s][f"{s}_{col}"] for s in result.scenarios]
+        ax.bar(x - 0.2, mine, 0.4, color="#1f77b4", label=f"best robust (#{r['config']})")
+        ax.bar(x + 0.2, best, 0.4, color="#3c4a5a", alpha=0.6, label="the scenario's best (by objective)")
+        ax.axhline(0.0, color="#999999", linewidth=0.8)
+        ax.set_xticks(x, list(result.scenarios), fontsize=8)
+        ax.set_ylabel(label, fontsize=8)
+    lim = result.settings["objectives"]
+    axes[1, 0].axhline(100 * lim["max_vol"], color="#c0392b", linewidth=0.8, linestyle="--")
+    axes[1, 1].axhline(100 * lim["max_drawdown"], color="#c0392b", linewidth=0.8, linestyle="--")
+    axes[0, 0].legend(loc="best", fontsize=7)
+    fig.suptitle(f"Scenario comparison: best robust #{r['config']} ({r['weight_fn_name']}) against each scenario's "
+                 "best (dashed: objective limits)", fontsize=10)
+    return _png(fig)
+
+
+def allocation_path_png(result) -> bytes:
+    """Allocation path of the best robust configuration: its equity weight over the horizon, median
+    and 5-95 % band across the simulated paths, one panel per scenario."""
+    names = list(result.allocation_path)
+    fig = _figure((3.0 * len(names), 3.4))
+    axes = np.atleast_1d(fig.subplots(1, len(names), sharey=True))
+    colours = _colours(result.scenarios)
+    r = result.best_robust
+    for ax, s in zip(axes, names):
+        band = result.allocation_path[s]
+        years = band["day"] / 252.0
+        ax.fill_between(years, 100 * band["p05"], 100 * band["p95"], color=colours[s], alpha=0.25, linewidth=0,
+                        label="5-95 % of paths")
+        ax.plot(years, 100 * band["p50"], color=colours[s], linewidth=1.2, label="median")
+        ax.set_title(s, fontsize=9)
+        ax.set_xlabel("years")
+        ax.set_ylim(-2, 102)
+    axes[0].set_ylabel("equity weight (%)")
+    axes[0].legend(loc="lower left", fontsize=7)
+    fig.suptitle(f"Allocation path of the best robust configuration ({_describe(r)})", fontsize=10)
+    return _png(fig)
+
+
+def allocation_path_md(result) -> str:
+    """The equity weight of the best robust configuration at the end of each year: median [5 %, 95 %]."""
+    first = next(iter(result.allocation_path.values()))
+    days = first["day"]
+    marks = [int(d) for d in days if d % 252 == 0] or [int(days[-1])]
+    lines = ["| scenario | " + " | ".join(f"day {d}" for d in marks) + " |", "|---|" + "---:|" * len(marks)]
+    for s, band in result.allocation_path.items():
+        cells = [f"{_fmt(band['p50'][d - 1], '.0%')} [{_fmt(band['p05'][d - 1], '.0%')}, {_fmt(band['p95'][d - 1], '.0%')}]"
+                 for d in marks]
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "Equity weight of the best robust configuration, median [5 %, 95 %] over the paths:\n\n" + "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# the same search as parallel steps: one op per (scenario, batch) unit, one collect op
+
+
+FANOUT_JOB = "strategy_search_fanout_job"
+
+
+def search_fanout_job(name: str = FANOUT_JOB, scenarios: tuple[str, ...] | None = None, budget: int = 100,
+                      batch_size: int = 20, executor_def: dg.ExecutorDefinition | None = None,
+                      resource_defs: dict | None = None, standalone: bool = False,
+                      collect_tags: dict[str, str] | None = None) -> dg.JobDefinition:
+    """The strategy search as ``len(scenarios) x budget / batch_size`` parallel steps plus a collect step.
+
+    Step ``search_unit__<scenario>__b<batch>`` evaluates that batch's configurations in that scenario
+    (:func:`~alloc_assets.sim.search.evaluate_unit`, simulating its scenario itself: the same
+    paths in every process); ``collect_strategy_search`` assembles the units in batch order with the
+    stopping rule (:func:`~alloc_assets.sim.search.assemble_search`), so the table is bit-identical
+    to the asset's ``run_search``, and stores it exactly as the asset does (:func:`store_search`),
+    recording a materialization of ``strategy_search``. The fan-out is static (the graph is known
+    before the run: Dagster's Dask executor does not run dynamic outputs), so the job's shape
+    (scenarios, ``budget``, ``batch_size``) is fixed here and the ``search`` resource must agree;
+    paths, horizon, seed and stopping come from the resource. With early stopping every batch is
+    evaluated (speculatively, in parallel) and those after the stop are discarded.
+
+    ``executor_def``: default the multiprocess executor (one process per step, in parallel);
+    :func:`search_dask_job` gives the Dask one. ``resource_defs``: bound resources (default: those
+    of the Definitions); ``standalone`` binds ``warehouse`` and ``search`` configured at launch (run
+    config ``resources: {search: {config: {...}}}``), for a job loaded outside the Definitions (e.g.
+    with ``dg.build_reconstructable_job``). ``collect_tags``: extra tags of the collect step (e.g.
+    the executor's placement: see :func:`search_dask_job`).
+    """
+    from alloc_assets.sim.search import SEARCH_SCENARIOS, SearchPlan
+
+    names = tuple(scenarios) if scenarios is not None else tuple(s.name for s in SEARCH_SCENARIOS)
+    plan_scenarios = tuple(next(s for s in SEARCH_SCENARIOS if s.name == n) for n in names)
+    shape = SearchPlan(scenarios=plan_scenarios, budget=budget, batch_size=batch_size)  # validates the shape
+
+    def plan_of(search: SearchSettings):
+        if (search.budget, search.batch_size) != (budget, batch_size):
+            raise dg.Failure(allow_retries=False, description=(
+                f"{name} is built for budget {budget} and batch_size {batch_size}; the search resource says "
+                f"{search.budget} and {search.batch_size}: build the job with search_fanout_job(budget=..., batch_size=...)"))
+        return SearchPlan(scenarios=plan_scenarios, **search.search_kwargs())
+
+    def unit_op(scenario: str, batch: int):
+        @dg.op(name=f"search_unit__{scenario}__b{batch}", tags={"kind": "jax"},
+               description=f"Batch {batch}'s configurations scored in the {scenario} scenario.")
+        def search_unit(context: dg.OpExecutionContext, search: SearchSettings) -> dict:
+            from alloc_assets.sim.engine import enable_compilation_cache
+            from alloc_assets.sim.search import evaluate_unit
+
+            # every step process compiles the same kernel: the first one on a machine stores it
+            enable_compilation_cache(alloc_home() / "jax-cache")
+            t0 = time.perf_counter()
+            columns = evaluate_unit(plan_of(search), scenario, batch)
+            worker = f"{socket.gethostname()}:{os.getpid()}"
+            context.log.info(f"unit ({scenario}, batch {batch}) on {worker}: {time.perf_counter() - t0:.2f} s")
+            return {"scenario": scenario, "batch": batch, "columns": columns, "seconds": time.perf_counter() - t0,
+                    "worker": worker}
+
+        return search_unit
+
+    def unit_input(scenario: str, batch: int) -> str:
+        return f"unit__{scenario}__b{batch}"
+
+    unit_keys = [(s, b) for b in range(shape.n_batches) for s in names]
+    units = {unit_input(s, b): unit_op(s, b) for s, b in unit_keys}
+
+    # One named input per unit, not a fan-in list: under dagster-dask a fan-in input arrives EMPTY
+    # (the executor hands each step the known state of submission time, in which no upstream output
+    # is ready yet, and a fan-in silently drops the sources it cannot load); named inputs are loaded
+    # from the IO manager unconditionally.
+    @dg.op(name="collect_strategy_search", tags={"kind": "jax", **(collect_tags or {})}, ins={k: dg.In(dict) for k in units},
+           required_resource_keys={"warehouse", "search"},
+           description="Assemble the units (stopping rule in batch order) and store strategy_search as the asset does.")
+    def collect(context: dg.OpExecutionContext, **inputs):
+        from alloc_assets.sim.engine import enable_compilation_cache
+        from alloc_assets.sim.search import assemble_search
+
+        enable_compilation_cache(alloc_home() / "jax-cache")
+        warehouse, search = context.resources.warehouse, context.resources.search
+        plan = plan_of(search)
+        done = [inputs[unit_input(s, b)] for s, b in unit_keys]
+        result = assemble_search(plan, {(u["scenario"], u["batch"]): u["columns"] for u in done})
+        result.timings_s["units_s"] = float(sum(u["seconds"] for u in done))
+        context.log.info(f"strategy search (fan-out, {len(done)} units): {result.n_evaluated} configurations")
+        metadata = store_search(result, warehouse, search)
+        metadata["n_units"] = len(done)
+        workers: dict[str, int] = {}
+        for u in done:
+            workers[u["worker"]] = workers.get(u["worker"], 0) + 1
+        metadata["units_by_worker"] = dg.MetadataValue.json(dict(sorted(workers.items())))
+        yield dg.AssetMaterialization(asset_key=dg.AssetKey(TABLE), description="strategy search (fan-out job)",
+                                      metadata=metadata)
+        yield dg.Output(result.n_evaluated)
+
+    if standalone and resource_defs is None:
+        resource_defs = {"warehouse": DuckDBWarehouse.configure_at_launch(), "search": SearchSettings.configure_at_launch()}
+
+    @dg.job(name=name, executor_def=executor_def or dg.multiprocess_executor, resource_defs=resource_defs,
+            description=f"strategy_search as {len(units)} parallel (scenario, batch) steps and a collect step.",
+            tags={"search/units": str(len(units))})
+    def fanout():
+        collect(**{k: op() for k, op in units.items()})
+
+    return fanout
+
+
+def search_dask_job(name: str = f"{FANOUT_JOB}_dask", collect_resources: dict[str, float] | None = None,
+                    **kwargs) -> dg.JobDefinition:
+    """:func:`search_fanout_job` on Dagster's Dask executor (``pip install regime-allocator[dask]``);
+    run config ``execution: {config: {cluster: {existing: {address: "tcp://host:8786"}}}}``, or
+    ``local``/``kube``/``slurm``/... as dagster-dask documents.
+
+    ``collect_resources``: Dask worker resources the collect step needs (dagster-dask's
+    ``dagster-dask/resource_requirements`` tag), e.g. ``{"warehouse": 1}`` to run it only on the
+    worker started with ``dask worker ... --resources warehouse=1``, the machine that holds the
+    DuckDB file (without such a worker the step waits forever)."""
+    from dagster_dask import dask_executor
+
+    tags = dict(kwargs.pop("collect_tags", None) or {})
+    if collect_resources:
+        tags["dagster-dask/resource_requirements"] = json.dumps(collect_resources, sort_keys=True)
+    return search_fanout_job(name, executor_def=dask_executor, collect_tags=tags, **kwargs)
+
+
+strategy_search_fanout_job = search_fanout_job()
+
 SEARCH_ASSETS = [strategy_search]
+SEARCH_JOBS = [strategy_search_fanout_job]

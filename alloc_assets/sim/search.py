@@ -95,6 +95,19 @@ weight function is the ``floor(4 u)`` of its own column, so each batch holds eac
 scenario's best objective improved by ``rel_tol`` (1 %) of ``max(|previous best|, 0.01)`` over the
 last ``window`` (20) configurations; otherwise it stops at the budget.
 
+Units of work (distributed runs): a search is a :class:`SearchPlan` (its arguments, picklable);
+one unit is one batch scored in one scenario (:func:`evaluate_unit`, which simulates the scenario
+itself when not given its paths: the same key, the same numbers in every process). A
+configuration's numbers do not depend on the other configurations of its compiled call (the call
+always has the batch's shape), so :func:`assemble_search`, taking the batches in order and
+applying the stopping rule after each as :func:`run_search` does, rebuilds ``run_search``'s table
+bit for bit from units evaluated anywhere, in any order (units after the stop are discarded).
+``alloc_assets.defs.search.search_fanout_job`` runs the units as parallel Dagster steps.
+
+Allocation path (:func:`allocation_path`): the equity weight held each day of the horizon by one
+configuration, summarised over the paths (5/50/95 % quantiles and the mean); :func:`run_search`
+gives it for the best robust configuration in every scenario, on the search's own paths.
+
 Memory: the paths of every scenario stay on the device (``scenarios x 2 x (warmup + horizon) x
 paths x 4`` bytes: 61 MB for 5 x 1,000 paths x 1,512 days); each compiled call evaluates
 ``config_chunk`` configurations and holds their daily returns (``chunk x horizon x paths x 4``
@@ -367,7 +380,8 @@ def equity_weight(sigma_hat, target_vol, risk_aversion, weight_fn):
     return out
 
 
-def _evaluate_one(re, rb, p: StrategyParams, risk_free, warmup_months: int, with_returns: bool = False):
+def _evaluate_one(re, rb, p: StrategyParams, risk_free, warmup_months: int, with_returns: bool = False,
+                  with_weights: bool = False):
     """One configuration (scalar fields) on month blocks ``re``, ``rb`` (months, 21, P)."""
     dt = re.dtype
     n_months = re.shape[0] - warmup_months
@@ -397,12 +411,13 @@ def _evaluate_one(re, rb, p: StrategyParams, risk_free, warmup_months: int, with
         r_e, r_b, m = xs
         ve, vb = w, 1.0 - w
         m1 = m2 = weq = zeros
-        outs = []
+        outs, held = [], []
         for j in range(REBALANCE_DAYS):
             value = ve + vb
             we, wb = ve / value, vb / value
             r = we * r_e[j] + wb * r_b[j]
             weq = weq + we
+            held.append(we)
             s = decay * s + gain * (r_e[j] * r_e[j])
             wsum = decay * wsum + gain
             ve = ve * (1.0 + r_e[j])
@@ -421,13 +436,13 @@ def _evaluate_one(re, rb, p: StrategyParams, risk_free, warmup_months: int, with
             m2 = m2 + r * r
             outs.append(r)
         carry = (s, wsum, w_new, wealth, peak, mdd, s1 + m1, s2 + m2, costs, wsum_eq + weq)
-        return carry, jnp.stack(outs)
+        return carry, ((jnp.stack(outs), jnp.stack(held)) if with_weights else jnp.stack(outs))
 
     ones = jnp.ones_like(zeros)
     init = (s, wsum, w0, ones, ones, zeros, zeros, zeros, zeros, zeros)
     xs = (re[warmup_months:], rb[warmup_months:], jnp.arange(n_months))
-    (_, _, _, wealth, _, mdd, s1, s2, costs, weq), rets = lax.scan(month, init, xs)
-    rets = rets.reshape(n_days, -1)
+    (_, _, _, wealth, _, mdd, s1, s2, costs, weq), ys = lax.scan(month, init, xs)
+    rets = (ys[0] if with_weights else ys).reshape(n_days, -1)
     mean = s1 / n_days
     var = (s2 - s1 * s1 / n_days) / (n_days - 1)
     years = n_days / ann
@@ -443,39 +458,43 @@ def _evaluate_one(re, rb, p: StrategyParams, risk_free, warmup_months: int, with
     }
     if with_returns:
         out["returns"] = rets
+    if with_weights:
+        out["weights"] = ys[1].reshape(n_days, -1)
     return out
 
 
-def _evaluate_local(equity, bond, params: StrategyParams, risk_free, warmup_months: int, with_returns: bool = False):
+def _evaluate_local(equity, bond, params: StrategyParams, risk_free, warmup_months: int, with_returns: bool = False,
+                    with_weights: bool = False):
     _TRACES["evaluate"] += 1  # Python side effect: runs once per trace (= per compilation)
     n_total, n_paths = equity.shape
     months = n_total // REBALANCE_DAYS
     re = equity.reshape(months, REBALANCE_DAYS, n_paths)
     rb = bond.reshape(months, REBALANCE_DAYS, n_paths)
-    return jax.vmap(lambda p: _evaluate_one(re, rb, p, risk_free, warmup_months, with_returns))(params)
+    return jax.vmap(lambda p: _evaluate_one(re, rb, p, risk_free, warmup_months, with_returns, with_weights))(params)
 
 
 @functools.lru_cache(maxsize=8)
 def evaluator(n_devices: int = 1):
-    """The jitted kernel ``(equity, bond, params, risk_free, warmup_months, with_returns) -> {metric: (C, P)}``.
+    """The jitted kernel ``(equity, bond, params, risk_free, warmup_months, with_returns, with_weights) -> {metric: (C, P)}``.
 
     One device: ``jit(vmap(config))``. Several (e.g. CPU cores exposed with
     ``XLA_FLAGS=--xla_force_host_platform_device_count``, or GPUs): the chunk's configurations are
     split over them with ``shard_map`` (paths replicated), still one compilation.
     """
     if n_devices == 1:
-        return jax.jit(_evaluate_local, static_argnames=("warmup_months", "with_returns"))
+        return jax.jit(_evaluate_local, static_argnames=("warmup_months", "with_returns", "with_weights"))
     from jax.sharding import Mesh, PartitionSpec
 
     mesh = Mesh(np.array(jax.local_devices()[:n_devices]), ("configs",))
     rep, cfg = PartitionSpec(), PartitionSpec("configs")
 
-    def sharded(equity, bond, params, risk_free, warmup_months: int, with_returns: bool = False):
-        local = functools.partial(_evaluate_local, warmup_months=warmup_months, with_returns=with_returns)
+    def sharded(equity, bond, params, risk_free, warmup_months: int, with_returns: bool = False, with_weights: bool = False):
+        local = functools.partial(_evaluate_local, warmup_months=warmup_months, with_returns=with_returns,
+                                  with_weights=with_weights)
         return jax.shard_map(local, mesh=mesh, in_specs=(rep, rep, cfg, rep), out_specs=cfg,
                              check_vma=False)(equity, bond, params, risk_free)
 
-    return jax.jit(sharded, static_argnames=("warmup_months", "with_returns"))
+    return jax.jit(sharded, static_argnames=("warmup_months", "with_returns", "with_weights"))
 
 
 STRATEGY_METRICS: tuple[str, ...] = ("annual_return", "annual_volatility", "sharpe", "max_drawdown", "var_95",
@@ -484,7 +503,7 @@ STRATEGY_METRICS: tuple[str, ...] = ("annual_return", "annual_volatility", "shar
 
 def evaluate_strategies(paths: MarketPaths, params: StrategyParams, rate: float, warmup_days: int = 252,
                         config_chunk: int | None = None, devices: int | None = None,
-                        return_daily: bool = False) -> dict[str, np.ndarray]:
+                        return_daily: bool = False, return_weights: bool = False) -> dict[str, np.ndarray]:
     """Per-path metrics of every configuration on the same paths.
 
     Parameters
@@ -501,6 +520,9 @@ def evaluate_strategies(paths: MarketPaths, params: StrategyParams, rate: float,
         parameter values.
     devices : split each chunk over this many local devices (default all).
     return_daily : also return ``"returns"``, the daily strategy returns (C, horizon, P) (small runs).
+    return_weights : also return ``"weights"`` (C, horizon, P): the equity weight held during each
+        day of the horizon (set at the previous close, drifted since the last rebalance); its mean
+        over the days is ``avg_equity_weight``.
 
     Returns
     -------
@@ -523,7 +545,7 @@ def evaluate_strategies(paths: MarketPaths, params: StrategyParams, rate: float,
     for start in range(0, n + pad, chunk):  # dispatched asynchronously
         part = jax.tree_util.tree_map(lambda a: jnp.asarray(a[start : start + chunk]), padded)
         outs.append(fn(paths.equity, paths.bond, part, rf, warmup_months=warmup_days // REBALANCE_DAYS,
-                       with_returns=return_daily))
+                       with_returns=return_daily, with_weights=return_weights))
     return {k: np.concatenate([np.asarray(o[k]) for o in outs])[:n] for k in outs[0]}
 
 
@@ -532,11 +554,13 @@ def evaluate_strategies(paths: MarketPaths, params: StrategyParams, rate: float,
 
 
 def evaluate_strategy_numpy(equity, bond, target_vol: float, window_months: float, risk_aversion: float, weight_fn,
-                            cost_bps: float, rate: float, warmup_days: int = 252) -> dict[str, np.ndarray]:
+                            cost_bps: float, rate: float, warmup_days: int = 252,
+                            return_weights: bool = False) -> dict[str, np.ndarray]:
     """One configuration in plain NumPy (float64, a loop over days, paths vectorised).
 
     An independent implementation of :func:`evaluate_strategies` (same definitions, other code):
-    ``equity``, ``bond`` (days, P) daily simple returns; returns ``{metric: (P,)}``.
+    ``equity``, ``bond`` (days, P) daily simple returns; returns ``{metric: (P,)}`` (and
+    ``"weights"`` (horizon, P), the equity weight held during each day, with ``return_weights``).
     """
     re = np.asarray(equity, dtype=np.float64)
     rb = np.asarray(bond, dtype=np.float64)
@@ -568,10 +592,12 @@ def evaluate_strategy_numpy(equity, bond, target_vol: float, window_months: floa
     rets = np.empty((horizon, n_paths))
     costs = np.zeros(n_paths)
     eq_weight_sum = np.zeros(n_paths)
+    held = np.empty((horizon, n_paths))
     for i in range(horizon):
         t = warmup_days + i
         gross = w_eq * re[t] + w_bd * rb[t]
         eq_weight_sum += w_eq
+        held[i] = w_eq
         w_eq, w_bd = w_eq * (1.0 + re[t]) / (1.0 + gross), w_bd * (1.0 + rb[t]) / (1.0 + gross)
         ewma = d * ewma + (1.0 - d) * re[t] ** 2
         cost = np.zeros(n_paths)
@@ -585,7 +611,8 @@ def evaluate_strategy_numpy(equity, bond, target_vol: float, window_months: floa
     peak = np.maximum(np.maximum.accumulate(wealth, axis=0), 1.0)
     std = rets.std(axis=0, ddof=1)
     k = int((horizon - 1) * 0.05) + 1
-    return {
+    extra = {"weights": held} if return_weights else {}
+    return extra | {
         "annual_return": wealth[-1] ** (TRADING_DAYS_PER_YEAR / horizon) - 1.0,
         "annual_volatility": std * np.sqrt(TRADING_DAYS_PER_YEAR),
         "sharpe": (rets.mean(axis=0) - rate / TRADING_DAYS_PER_YEAR) / std * np.sqrt(TRADING_DAYS_PER_YEAR),
@@ -754,6 +781,8 @@ class SearchResult:
         four continuous parameters.
     weight_fn_objective : ``{weight function: {scenario | "mean": mean objective}}``.
     summary : a deterministic text made from these numbers.
+    allocation_path : ``{scenario: allocation_path(...)}`` of the best robust configuration (its
+        equity weight per day, 5/50/95 % quantiles and mean over the paths); empty if not computed.
     """
 
     table: dict[str, np.ndarray]
@@ -767,6 +796,7 @@ class SearchResult:
     settings: dict
     summary: str
     timings_s: dict = field(default_factory=dict)
+    allocation_path: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def row(self, i: int) -> dict:
         """Row ``i`` of the table as plain Python values."""
@@ -774,6 +804,103 @@ class SearchResult:
 
 
 _SCENARIO_COLUMNS = ("objective", "sharpe", "vol", "max_drawdown", "var_95", "cvar_95", "cost_per_year", "annual_return")
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """Everything that decides a search's result (the arguments of :func:`run_search`).
+
+    Frozen and picklable: a distributed run sends it to every unit. The configurations of batch
+    ``b`` are :meth:`batch_params` (slice ``b`` of the sliced Latin hypercube drawn with
+    ``numpy.random.default_rng(seed)``); scenario ``s`` is simulated by :meth:`simulate` (key
+    ``seed``: the same shocks in every scenario, the same paths in every process).
+    """
+
+    scenarios: tuple[MarketScenario, ...] = SEARCH_SCENARIOS
+    n_paths: int = 1000
+    horizon_days: int = 1260
+    seed: int = 0
+    budget: int = 100
+    batch_size: int = 20
+    warmup_days: int = 252
+    config_chunk: int | None = None
+    devices: int | None = None
+    space: SearchSpace = SearchSpace()
+    objectives: InvestmentObjectives = InvestmentObjectives()
+    early_stopping: bool = True
+    stop_window: int = 20
+    stop_rel_tol: float = 0.01
+    robust_fraction: float = 0.8
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.budget < self.batch_size or self.budget % self.batch_size:
+            raise ValueError(f"budget ({self.budget}) must be a positive multiple of batch_size ({self.batch_size})")
+        names = [s.name for s in self.scenarios]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"need at least one scenario, with distinct names: {names}")
+
+    @property
+    def n_batches(self) -> int:
+        return self.budget // self.batch_size
+
+    @property
+    def scenario_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.scenarios)
+
+    def scenario(self, name: str) -> MarketScenario:
+        for s in self.scenarios:
+            if s.name == name:
+                return s
+        raise KeyError(f"scenario {name!r} is not in the plan {self.scenario_names}")
+
+    def unit_cube(self) -> np.ndarray:
+        """The sliced Latin hypercube in [0, 1): (n_batches, batch_size, len(PARAMETERS))."""
+        return sliced_latin_hypercube(self.n_batches, self.batch_size, len(PARAMETERS), np.random.default_rng(self.seed))
+
+    def batch_params(self, batch: int) -> StrategyParams:
+        """The ``batch_size`` configurations of batch ``batch`` (0-based)."""
+        if not 0 <= batch < self.n_batches:
+            raise IndexError(f"batch {batch} outside 0..{self.n_batches - 1}")
+        return self.space.scale(self.unit_cube()[batch])
+
+    def units(self) -> list[tuple[str, int]]:
+        """Every (scenario, batch) unit of work, in evaluation order (batch-major)."""
+        return [(s.name, b) for b in range(self.n_batches) for s in self.scenarios]
+
+    def simulate(self, scenario: str) -> MarketPaths:
+        """The scenario's ``warmup_days + horizon_days`` days on ``n_paths`` paths (key ``seed``)."""
+        return simulate_market(self.scenario(scenario), self.n_paths, self.warmup_days + self.horizon_days, as_key(self.seed))
+
+    def settings(self) -> dict:
+        return {"n_paths": self.n_paths, "horizon_days": self.horizon_days, "warmup_days": self.warmup_days, "seed": self.seed,
+                "budget": self.budget, "batch_size": self.batch_size, "stop_window": self.stop_window,
+                "stop_rel_tol": self.stop_rel_tol, "robust_fraction": self.robust_fraction,
+                "objectives": dataclasses.asdict(self.objectives), "space": dataclasses.asdict(self.space),
+                "backend": jax.default_backend()}
+
+
+def evaluate_unit(plan: SearchPlan, scenario: str, batch: int, paths: MarketPaths | None = None) -> dict[str, np.ndarray]:
+    """One unit of a search: batch ``batch``'s configurations scored in one scenario.
+
+    ``paths``: the scenario's simulated paths when the caller holds them (else simulated here, the
+    same numbers). Returns ``{"<scenario>_<column>": (batch_size,) float64}`` for the per-scenario
+    columns of the table. A configuration's numbers depend only on the plan, the scenario and the
+    batch (the compiled call has the same shape in every process), so units evaluated anywhere, in
+    any order, assemble (:func:`assemble_search`) into exactly :func:`run_search`'s table.
+    """
+    s = plan.scenario(scenario)
+    pth = plan.simulate(scenario) if paths is None else paths
+    agg = scenario_objective(evaluate_strategies(pth, plan.batch_params(batch), s.rate, plan.warmup_days,
+                                                 plan.config_chunk, plan.devices), plan.objectives)
+    return {f"{s.name}_{col}": agg[col] for col in _SCENARIO_COLUMNS}
+
+
+def _stops_after(plan: SearchPlan, blocks: list[dict[str, np.ndarray]]) -> bool:
+    """The stopping rule after ``len(blocks)`` batches (never after the last one)."""
+    if not plan.early_stopping or len(blocks) >= plan.n_batches:
+        return False
+    obj = np.concatenate([np.stack([r[f"{n}_objective"] for n in plan.scenario_names], axis=1) for r in blocks])
+    return plateau_reached(obj, plan.stop_window, plan.stop_rel_tol)
 
 
 def run_search(
@@ -792,6 +919,7 @@ def run_search(
     stop_window: int = 20,
     stop_rel_tol: float = 0.01,
     robust_fraction: float = 0.8,
+    allocation_path: bool = True,
 ) -> SearchResult:
     """Latin-hypercube search of the volatility-targeting rule across simulated markets.
 
@@ -800,39 +928,76 @@ def run_search(
     (slices of one sliced Latin hypercube drawn with ``numpy.random.default_rng(seed)``) are
     evaluated on every scenario's paths until :func:`plateau_reached` on the per-scenario
     objectives (``stop_window``, ``stop_rel_tol``; if ``early_stopping``) or ``budget``.
-    The same arguments give a bit-identical table.
+    With ``allocation_path``, the best robust configuration's equity weight path is summarised on
+    the same paths (:func:`search_allocation_paths`). The same arguments give a bit-identical table.
     """
-    if budget % batch_size:
-        raise ValueError(f"budget ({budget}) must be a multiple of batch_size ({batch_size})")
-    names = tuple(s.name for s in scenarios)
+    plan = SearchPlan(scenarios, n_paths, horizon_days, seed, budget, batch_size, warmup_days, config_chunk, devices,
+                      space, objectives, early_stopping, stop_window, stop_rel_tol, robust_fraction)
     timings = {"simulate_s": 0.0, "evaluate_s": 0.0}
     t0 = time.perf_counter()
-    key = as_key(seed)
-    paths = [simulate_market(s, n_paths, warmup_days + horizon_days, key) for s in scenarios]
-    jax.block_until_ready([(p.equity, p.bond) for p in paths])
+    paths = {s: plan.simulate(s) for s in plan.scenario_names}
+    jax.block_until_ready([(p.equity, p.bond) for p in paths.values()])
     timings["simulate_s"] = time.perf_counter() - t0
 
-    rng = np.random.default_rng(seed)
-    unit = sliced_latin_hypercube(budget // batch_size, batch_size, len(PARAMETERS), rng)
-    rows: list[dict[str, np.ndarray]] = []  # per batch: {scenario column: (batch,)}
-    params: list[StrategyParams] = []
+    blocks: list[dict[str, np.ndarray]] = []  # per batch: {scenario column: (batch,)}
     stopped_early = False
     t1 = time.perf_counter()
-    for b in range(budget // batch_size):
-        p = space.scale(unit[b])
+    for b in range(plan.n_batches):
         block = {}
-        for s, pth in zip(scenarios, paths):
-            agg = scenario_objective(evaluate_strategies(pth, p, s.rate, warmup_days, config_chunk, devices), objectives)
-            for col in _SCENARIO_COLUMNS:
-                block[f"{s.name}_{col}"] = agg[col]
-        rows.append(block)
-        params.append(p)
-        obj = np.concatenate([np.stack([r[f"{n}_objective"] for n in names], axis=1) for r in rows])
-        if early_stopping and b < budget // batch_size - 1 and plateau_reached(obj, stop_window, stop_rel_tol):
+        for s in plan.scenario_names:
+            block.update(evaluate_unit(plan, s, b, paths[s]))
+        blocks.append(block)
+        if _stops_after(plan, blocks):
             stopped_early = True
             break
     timings["evaluate_s"] = time.perf_counter() - t1
+    result = _result(plan, blocks, stopped_early, timings)
+    if allocation_path:
+        t2 = time.perf_counter()
+        result.allocation_path = search_allocation_paths(plan, result.best_robust, paths)
+        timings["allocation_path_s"] = time.perf_counter() - t2
+    timings["total_s"] = time.perf_counter() - t0
+    return result
 
+
+def assemble_search(plan: SearchPlan, units: dict[tuple[str, int], dict[str, np.ndarray]],
+                    allocation_path: bool = True) -> SearchResult:
+    """The search result from its units (:func:`evaluate_unit`), as :func:`run_search` makes it.
+
+    ``units[(scenario, batch)]``: one unit's columns. Batches are taken in order and the stopping
+    rule applied after each, exactly as :func:`run_search` does, so the table is bit-identical to
+    its own; units of batches after the stop are ignored (a distributed run may evaluate them
+    speculatively), missing units before it are an error. With ``allocation_path`` the scenarios
+    are simulated again (the same paths) for :func:`search_allocation_paths`.
+    """
+    t0 = time.perf_counter()
+    blocks: list[dict[str, np.ndarray]] = []
+    stopped_early = False
+    for b in range(plan.n_batches):
+        missing = [s for s in plan.scenario_names if (s, b) not in units]
+        if missing:
+            raise KeyError(f"batch {b}: no unit for scenarios {missing} (units given: {sorted(units)})")
+        block = {}
+        for s in plan.scenario_names:
+            block.update(units[(s, b)])
+        blocks.append(block)
+        if _stops_after(plan, blocks):
+            stopped_early = True
+            break
+    timings = {"assemble_s": time.perf_counter() - t0}
+    result = _result(plan, blocks, stopped_early, timings)
+    if allocation_path:
+        t1 = time.perf_counter()
+        result.allocation_path = search_allocation_paths(plan, result.best_robust)
+        timings["allocation_path_s"] = time.perf_counter() - t1
+    timings["total_s"] = time.perf_counter() - t0
+    return result
+
+
+def _result(plan: SearchPlan, blocks: list[dict[str, np.ndarray]], stopped_early: bool, timings: dict) -> SearchResult:
+    """The table, the bests, the sensitivities and the summary of the evaluated batches."""
+    names = plan.scenario_names
+    params = [plan.batch_params(b) for b in range(len(blocks))]
     n = sum(p.n_configs for p in params)
     table: dict[str, np.ndarray] = {
         "config": np.arange(n),
@@ -841,11 +1006,11 @@ def run_search(
     for name in PARAMETERS:
         table[name] = np.concatenate([np.asarray(getattr(p, name)) for p in params])
     table["weight_fn_name"] = np.array([WEIGHT_FUNCTIONS[i] for i in table["weight_fn"]])
-    for col in rows[0]:
-        table[col] = np.concatenate([r[col] for r in rows])
+    for col in blocks[0]:
+        table[col] = np.concatenate([r[col] for r in blocks])
     obj = np.stack([table[f"{s}_objective"] for s in names], axis=1)
     table["mean_objective"] = obj.mean(axis=1)
-    table["robustness"] = robustness_scores(obj, robust_fraction)
+    table["robustness"] = robustness_scores(obj, plan.robust_fraction)
 
     best = {s: int(np.argmax(table[f"{s}_objective"])) for s in names}
     order = np.lexsort((np.arange(n), -table["mean_objective"], -table["robustness"]))
@@ -859,16 +1024,49 @@ def run_search(
         sel = table["weight_fn"] == i
         wf_obj[fn] = {s: float(table[f"{s}_objective"][sel].mean()) if sel.any() else float("nan") for s in names}
         wf_obj[fn]["mean"] = float(table["mean_objective"][sel].mean()) if sel.any() else float("nan")
-    settings = {"n_paths": n_paths, "horizon_days": horizon_days, "warmup_days": warmup_days, "seed": seed, "budget": budget,
-                "batch_size": batch_size, "stop_window": stop_window, "stop_rel_tol": stop_rel_tol,
-                "robust_fraction": robust_fraction, "objectives": dataclasses.asdict(objectives),
-                "space": dataclasses.asdict(space), "backend": jax.default_backend()}
-    result = SearchResult(table, names, {}, {}, sens, wf_obj, n, stopped_early, settings, "", timings)
+    result = SearchResult(table, names, {}, {}, sens, wf_obj, n, stopped_early, plan.settings(), "", timings)
     result.best_per_scenario = {s: result.row(i) for s, i in best.items()}
     result.best_robust = result.row(robust)
     result.summary = summarize(result)
-    timings["total_s"] = time.perf_counter() - t0
     return result
+
+
+ALLOCATION_QUANTILES: tuple[float, ...] = (0.05, 0.5, 0.95)
+
+
+def allocation_path(paths: MarketPaths, params: StrategyParams, rate: float, warmup_days: int = 252,
+                    quantiles: tuple[float, ...] = ALLOCATION_QUANTILES) -> dict[str, np.ndarray]:
+    """Cross-path summary of ONE configuration's equity weight over the horizon.
+
+    Returns ``{"day": 1..horizon, "p05"/"p50"/"p95" (one key per quantile, ``p`` + percent):
+    np.quantile over the paths (linear interpolation), "mean": the path mean}``, each (horizon,)
+    float64; the weight of day t is the one held during day t (:func:`evaluate_strategies`).
+    """
+    if params.n_configs != 1:
+        raise ValueError(f"allocation_path takes one configuration, got {params.n_configs}")
+    w = evaluate_strategies(paths, params, rate, warmup_days, config_chunk=1, devices=1, return_weights=True)["weights"][0]
+    w = np.asarray(w, dtype=np.float64)
+    q = np.quantile(w, quantiles, axis=1)
+    out = {"day": np.arange(1, w.shape[0] + 1)}
+    out.update({f"p{round(100 * x):02d}": q[i] for i, x in enumerate(quantiles)})
+    out["mean"] = w.mean(axis=1)
+    return out
+
+
+def params_of_row(row: dict) -> StrategyParams:
+    """The one configuration of a table row (``row`` as :meth:`SearchResult.row` gives it)."""
+    return strategy_params(row["target_vol"], row["window_months"], row["risk_aversion"], int(row["weight_fn"]), row["cost_bps"])
+
+
+def search_allocation_paths(plan: SearchPlan, row: dict, paths: dict[str, MarketPaths] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`allocation_path` of the configuration ``row`` in every scenario of the plan, on the
+    plan's paths (``paths[scenario]`` when given, else simulated again: the same numbers)."""
+    params = params_of_row(row)
+    out = {}
+    for s in plan.scenarios:
+        pth = paths[s.name] if paths is not None else plan.simulate(s.name)
+        out[s.name] = allocation_path(pth, params, s.rate, plan.warmup_days)
+    return out
 
 
 def _describe(row: dict) -> str:
