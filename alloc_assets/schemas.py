@@ -96,7 +96,7 @@ def indicator_checks(frame: pl.DataFrame, start: dt.date, end: dt.date, sessions
     sev, desc = MARKET_CHECKS[CHECK_INDICATORS_VALID]
     if frame.height == 0:
         return CheckOutcome(CHECK_INDICATORS_VALID, True, sev, desc)
-    fc = _pandera_failures(MarketIndicators, frame)
+    fc = pandera_failures(MarketIndicators, frame)
     problems: dict[int, str] = {}
     if fc.height:
         fc = fc.filter(pl.col("index").is_not_null())
@@ -112,7 +112,7 @@ def indicator_checks(frame: pl.DataFrame, start: dt.date, end: dt.date, sessions
                         _rows(frame, sorted(problems), [problems[i] for i in sorted(problems)]))
 
 
-def _pandera_failures(model: type[pa.DataFrameModel], frame: pl.DataFrame) -> pl.DataFrame:
+def pandera_failures(model: type[pa.DataFrameModel], frame: pl.DataFrame) -> pl.DataFrame:
     """pandera's lazy failure cases (``check, column, failure_case, index``); empty if valid."""
     try:
         model.validate(frame, lazy=True)
@@ -147,7 +147,7 @@ def market_price_checks(
     return-jump check covers the first day of the window too.
     """
     out: list[CheckOutcome] = []
-    fc = _pandera_failures(MarketPrices, frame)
+    fc = pandera_failures(MarketPrices, frame)
 
     def from_pandera(name: str, checks: set[str] | None, columns: set[str] | None) -> CheckOutcome:
         sel = fc
@@ -350,7 +350,7 @@ def mask_outcome(name: str, checks: dict[str, tuple[str, str]], frame: pl.DataFr
 def pandera_outcome(name: str, checks: dict[str, tuple[str, str]], model: type[pa.DataFrameModel],
                     frame: pl.DataFrame) -> CheckOutcome:
     """A check outcome from a pandera model: every failure case with its row."""
-    fc = _pandera_failures(model, frame)
+    fc = pandera_failures(model, frame)
     sev, desc = checks[name]
     if fc.height == 0:
         return CheckOutcome(name, True, sev, desc)

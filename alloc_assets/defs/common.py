@@ -11,7 +11,7 @@ import numpy as np
 import pandera.polars as pa
 import polars as pl
 
-from alloc_assets.schemas import CheckOutcome, describe_first_failure, failures_markdown
+from alloc_assets.schemas import CheckOutcome, describe_first_failure, failures_markdown, pandera_failures
 
 #: Concurrency pool of every asset that writes the DuckDB warehouse. The instance files set the
 #: pool's limit to 1 at run granularity: one warehouse-writing run at a time.
@@ -143,3 +143,12 @@ def benchmark_jump_states(warehouse, dates: np.ndarray) -> tuple[np.ndarray, lis
     cache = {k: json.loads(v) for k, v in zip(rows["key"].to_list(), rows["record"].to_list())}
     state, fit_date, new, fits = jm.cached_walk_forward(np.asarray(dates).astype("datetime64[D]"), r, cache)
     return np.where(np.isnat(fit_date), -1, state.astype(np.int64)), fits, new
+
+
+def require_schema(model: type[pa.DataFrameModel], frame: pl.DataFrame, table: str) -> None:
+    """Validate a frame about to replace ``table`` (pandera, lazily: every failure); a Failure
+    listing the first ten failure cases when it does not hold, before anything is stored."""
+    failures = pandera_failures(model, frame)
+    if failures.height:
+        raise dg.Failure(allow_retries=False, description=f"{table}: the table failed its schema, nothing stored.\n"
+                         f"{failures.head(10)}")

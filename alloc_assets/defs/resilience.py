@@ -19,7 +19,7 @@ import pandera.polars as pa
 import polars as pl
 from pydantic import Field
 
-from alloc_assets.defs.common import WAREHOUSE_RETRY, column_schema
+from alloc_assets.defs.common import WAREHOUSE_RETRY, column_schema, require_schema
 from alloc_assets.defs.sim import SimulationSettings, load_world_file
 from resources.settings import alloc_home
 from resources.warehouse import DuckDBWarehouse
@@ -144,14 +144,6 @@ def _symbols(saved: dict, warehouse: DuckDBWarehouse, n: int, context) -> list[s
     return [f"asset_{i}" for i in range(n)]
 
 
-def _validate(model: type[pa.DataFrameModel], frame: pl.DataFrame, table: str) -> None:
-    try:
-        model.validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as exc:
-        raise dg.Failure(allow_retries=False, description=f"{table}: the table failed its schema, nothing stored.\n"
-                         f"{exc.failure_cases.head(10)}") from None
-
-
 def _md_table(header: list[str], rows: list[list]) -> str:
     def cell(x):
         if isinstance(x, float):
@@ -209,8 +201,8 @@ def resilience_portfolio(context: dg.AssetExecutionContext, warehouse: DuckDBWar
     with warehouse.session():
         symbols = _symbols(saved, warehouse, model.n_assets, context)
         weights, comparison = resilience_frames(result, symbols)
-        _validate(ResiliencePortfolioTable, weights, PORTFOLIO_TABLE)
-        _validate(ResilienceComparisonTable, comparison, COMPARISON_TABLE)
+        require_schema(ResiliencePortfolioTable, weights, PORTFOLIO_TABLE)
+        require_schema(ResilienceComparisonTable, comparison, COMPARISON_TABLE)
         warehouse.replace_table(PORTFOLIO_TABLE, weights)
         warehouse.replace_table(COMPARISON_TABLE, comparison)
 
@@ -276,7 +268,7 @@ def regime_allocation(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
     with warehouse.session():
         symbols = _symbols(saved, warehouse, model.n_assets, context)
         frame = regime_frame(alloc, symbols)
-        _validate(RegimeAllocationTable, frame, REGIME_TABLE)
+        require_schema(RegimeAllocationTable, frame, REGIME_TABLE)
         warehouse.replace_table(REGIME_TABLE, frame)
 
     names = list(alloc.portfolios())

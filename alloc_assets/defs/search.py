@@ -20,7 +20,7 @@ import pandera.polars as pa
 import polars as pl
 from pydantic import Field
 
-from alloc_assets.defs.common import column_schema
+from alloc_assets.defs.common import column_schema, require_schema
 from resources.settings import alloc_home
 from resources.warehouse import DuckDBWarehouse
 
@@ -107,11 +107,7 @@ def store_search(result, warehouse: DuckDBWarehouse, search: SearchSettings) -> 
     ``best_strategies.md``; returns the materialization metadata. Shared by the asset and the
     fan-out job's collect step, so both store a search the same way."""
     frame = search_frame(result)
-    try:
-        StrategySearchTable.validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as exc:
-        raise dg.Failure(allow_retries=False, description=f"{TABLE}: the search table failed its schema, nothing stored.\n"
-                         f"{exc.failure_cases.head(10)}") from None
+    require_schema(StrategySearchTable, frame, TABLE)
     t0 = time.perf_counter()
     pngs = {"convergence": convergence_png(result), "risk_return": risk_return_png(result),
             "sensitivity": sensitivity_png(result), "robust_vs_best": robust_vs_best_png(result),

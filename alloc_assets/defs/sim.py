@@ -176,7 +176,7 @@ def scenario_models(context: dg.AssetExecutionContext, warehouse: DuckDBWarehous
     path = simulation.root() / "world_model.pkl"
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(pickle.dumps({"model": model, "start": start, "p_today": p_today, "last_date": str(panel.dates[-1]),
-                                  "calibration_labels": simulation.calibration_labels}))
+                                  "calibration_labels": simulation.calibration_labels, "symbols": list(panel.symbols)}))
     tmp.replace(path)
     trans = np.asarray(model.transition)
     mu = np.asarray(model.means).mean(axis=1) * 252

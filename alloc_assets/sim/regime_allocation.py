@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from alloc_assets.sim.models import TRADING_DAYS_PER_YEAR
+from alloc_assets.sim.resilience import check_bounds
 
 REGIMES: tuple[str, ...] = ("NORMAL", "ELEVATED", "STRESS", "CRISIS")
 STRESSED: tuple[int, ...] = (2, 3)  # STRESS, CRISIS
@@ -69,14 +70,6 @@ def hedge_ratio(probs: np.ndarray, multiplier: float = HEDGE_MULTIPLIER) -> tupl
     return min(1.0, multiplier * stress), stress
 
 
-def _bounds(n: int, lo, hi) -> tuple[np.ndarray, np.ndarray]:
-    lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), (n,)).copy()
-    hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), (n,)).copy()
-    if np.any(lo > hi) or lo.sum() > 1.0 + 1e-12 or hi.sum() < 1.0 - 1e-12:
-        raise ValueError(f"no fully invested weights within the bounds: sum(lo) = {lo.sum():.4f}, sum(hi) = {hi.sum():.4f}")
-    return lo, hi
-
-
 def _kkt_polish(cov: np.ndarray, w: np.ndarray, lo: np.ndarray, hi: np.ndarray, tol: float = 1e-7) -> np.ndarray | None:
     """Exact minimiser of ``w' cov w`` with ``sum w = 1`` and the bound-active coordinates of ``w``
     fixed there; None when it leaves the bounds or violates the sign conditions of the KKT system."""
@@ -109,7 +102,7 @@ def min_variance_weights(cov: np.ndarray, lo=0.0, hi=1.0) -> np.ndarray:
 
     cov = np.asarray(cov, dtype=np.float64)
     n = cov.shape[0]
-    lo, hi = _bounds(n, lo, hi)
+    lo, hi = check_bounds(n, lo, hi)
     scale = np.trace(cov) / n
     c = cov / scale  # the solver's tolerances are absolute: work at unit scale
     w0 = np.clip(np.full(n, 1.0 / n), lo, hi)
