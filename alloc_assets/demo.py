@@ -101,11 +101,12 @@ def _run(progress: Progress, log: Path) -> int:
     import dagster as dg
     import polars as pl
 
-    from alloc_assets.core.report import comparison_table, episodes_table, headline_line, today_line
+    from alloc_assets.core.report.report import comparison_table, episodes_table, headline_line, today_line
     from alloc_assets.definitions import defs
-    from alloc_assets.defs.backtest import BacktestSettings
-    from alloc_assets.defs.sim import SCENARIOS, SimulationSettings, scenario_models, stress_tests
-    from alloc_assets.partitions import partition_key_for, range_tags
+    from alloc_assets.defs.sim.assets import SCENARIOS, scenario_models, stress_tests
+    from resources.backtest import BacktestSettings
+    from resources.simulation import SimulationSettings
+    from alloc_assets.defs.market.partitions import partition_key_for, range_tags
     from resources.market_source import MarketDataError, MarketDataSource
     from resources.warehouse import DuckDBWarehouse
 

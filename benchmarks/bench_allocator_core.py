@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from alloc_assets.core.features import StateFrame, encode
-from alloc_assets.core.panel import load_bundled_panel
-from alloc_assets.core.regimes import RegimeConfig, RegimeMethod, compute_regimes, regime_statistics
-from alloc_assets.core.scalars import applied_scalars, risk_scalars
+from alloc_assets.core.allocator.features import StateFrame, encode
+from alloc_assets.core.market.panel import load_bundled_panel
+from alloc_assets.core.allocator.regimes import RegimeConfig, RegimeMethod, compute_regimes, regime_statistics
+from alloc_assets.core.allocator.scalars import applied_scalars, risk_scalars
 from benchmarks._harness import time_median
 
 FULL_HISTORY_TARGET_S = 1.0

@@ -13,11 +13,11 @@ import json
 
 import numpy as np
 
-from alloc_assets.core import strategies as st
-from alloc_assets.core.backtest import run_two_passes
-from alloc_assets.core.calendar import rebalance_indices
-from alloc_assets.core.panel import load_bundled_panel
-from alloc_assets.core.report import build_report
+from alloc_assets.core.portfolio import strategies as st
+from alloc_assets.core.portfolio.backtest import run_two_passes
+from alloc_assets.core.market.calendar import rebalance_indices
+from alloc_assets.core.market.panel import load_bundled_panel
+from alloc_assets.core.report.report import build_report
 from benchmarks._harness import time_median
 
 _SCALAR_MAP = {"NORMAL": 1.0, "ELEVATED": 0.85, "STRESS": 0.70, "CRISIS": 0.55}
@@ -96,11 +96,11 @@ def bench_report_with_controls_episodes_bootstrap() -> dict:
     are fitted once per refit period; ``jump_model_walk_forward_s`` is their first-time cost)."""
     import time
 
-    from alloc_assets.core import controls as ctl
-    from alloc_assets.core import jump_model as jm
-    from alloc_assets.core.backtest import run_backtest, run_overlay, scalar_in_force
-    from alloc_assets.core.report import AuditInputs
-    from alloc_assets.core.scalars import applied_scalars
+    from alloc_assets.core.report import controls as ctl
+    from alloc_assets.core.allocator import jump_model as jm
+    from alloc_assets.core.portfolio.backtest import run_backtest, run_overlay, scalar_in_force
+    from alloc_assets.core.report.report import AuditInputs
+    from alloc_assets.core.allocator.scalars import applied_scalars
 
     panel = load_bundled_panel()
     returns = panel.returns()

@@ -36,7 +36,7 @@ def _port() -> int:
 
 
 def _landing_file(folder: Path, day: str, factor: float) -> None:
-    from alloc_assets.core.panel import load_bundled_panel
+    from alloc_assets.core.market.panel import load_bundled_panel
 
     panel = load_bundled_panel()
     header = ["date", *panel.symbols, "SP500"]

@@ -21,13 +21,13 @@ import time
 
 import numpy as np
 
-from alloc_assets.core import jump_model as jm
-from alloc_assets.core.backtest import run_backtest, run_overlay, scalar_in_force
-from alloc_assets.core.features import encode
-from alloc_assets.core.metrics import cagr, max_drawdown, sharpe_ratio
-from alloc_assets.core.panel import load_bundled_panel
-from alloc_assets.core.regimes import RegimeConfig, RegimeMethod, compute_regimes
-from alloc_assets.core.scalars import applied_scalars, risk_scalars
+from alloc_assets.core.allocator import jump_model as jm
+from alloc_assets.core.portfolio.backtest import run_backtest, run_overlay, scalar_in_force
+from alloc_assets.core.allocator.features import encode
+from alloc_assets.core.report.metrics import cagr, max_drawdown, sharpe_ratio
+from alloc_assets.core.market.panel import load_bundled_panel
+from alloc_assets.core.allocator.regimes import RegimeConfig, RegimeMethod, compute_regimes
+from alloc_assets.core.allocator.scalars import applied_scalars, risk_scalars
 
 COST_BPS = 10.0
 

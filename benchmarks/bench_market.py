@@ -44,7 +44,7 @@ def _refresh_once() -> dict:
     import dagster as dg
 
     from alloc_assets.definitions import defs
-    from alloc_assets.partitions import range_tags
+    from alloc_assets.defs.market.partitions import range_tags
     from resources.warehouse import DuckDBWarehouse
 
     _, alloc, home = fresh_homes("bench_refresh_")
@@ -103,8 +103,8 @@ def bench_refresh_full_history() -> dict:
 def _market_load(partitions_def, start: str, end: str) -> dict:
     import dagster as dg
 
-    from alloc_assets.defs.market import build_market_prices
-    from alloc_assets.partitions import range_tags
+    from alloc_assets.defs.market.assets import build_market_prices
+    from alloc_assets.defs.market.partitions import range_tags
     from resources.landing import LandingZone
     from resources.market_source import MarketDataSource
     from resources.warehouse import DuckDBWarehouse
@@ -129,7 +129,7 @@ def _market_load(partitions_def, start: str, end: str) -> dict:
 
 
 def bench_market_partitioning() -> dict:
-    from alloc_assets.partitions import market_partitions, monthly_market_partitions
+    from alloc_assets.defs.market.partitions import market_partitions, monthly_market_partitions
 
     yearly, monthly = [], []
     for _ in range(3):  # interleaved, so a slow moment of the machine hits both
@@ -172,9 +172,9 @@ def bench_load_validate_bundled_csv() -> dict:
     uniqueness, window, every session, the universe on every date, return jumps; the benchmark
     through the same checks). Target 1 s (issue 14). 5 repeats after one warm-up (imports and the
     trading calendar are loaded once per process, as in a run)."""
-    from alloc_assets.core.calendar import sessions_between
-    from alloc_assets.core.market_io import read_market_data
-    from alloc_assets.core.panel import BUNDLED_DIR
+    from alloc_assets.core.market.calendar import sessions_between
+    from alloc_assets.core.market.market_io import read_market_data
+    from alloc_assets.core.market.panel import BUNDLED_DIR
     from alloc_assets.schemas import market_price_checks
 
     def once() -> tuple[int, list[bool]]:

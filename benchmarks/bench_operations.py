@@ -21,7 +21,7 @@ ALLOCATOR_LAYERS = ("latent_state", "regime_series", "risk_scalars", "applied_sc
 def _wide_file(directory: Path, day: str, factor: float, name: str = "prices") -> Path:
     """A wide landing file for ``day``: date, the 20 bundled symbols and SP500, at the bundled
     closes of 2022-12-28 times ``factor``."""
-    from alloc_assets.core.panel import load_bundled_panel
+    from alloc_assets.core.market.panel import load_bundled_panel
 
     panel = load_bundled_panel()
     directory.mkdir(parents=True, exist_ok=True)
@@ -40,9 +40,9 @@ def bench_sensor_tick_1000_files() -> dict:
 
     import dagster as dg
 
-    from alloc_assets.core.calendar import sessions_between
-    from alloc_assets.core.panel import load_bundled_panel
-    from alloc_assets.defs.automation import new_market_data_sensor
+    from alloc_assets.core.market.calendar import sessions_between
+    from alloc_assets.core.market.panel import load_bundled_panel
+    from alloc_assets.defs.automation.sensors import new_market_data_sensor
     from resources.landing import LandingZone
 
     days = [d.isoformat() for d in sessions_between(dt.date(2019, 1, 2), dt.date(2022, 12, 28)).date][:1000]
@@ -117,7 +117,7 @@ def _land_and_run(instance, landing: Path, day: str, factor: float) -> dict:
     import dagster as dg
 
     from alloc_assets.definitions import defs
-    from alloc_assets.defs.automation import new_market_data_sensor
+    from alloc_assets.defs.automation.sensors import new_market_data_sensor
     from resources.landing import LandingZone
 
     _wide_file(landing, day, factor)
@@ -150,7 +150,7 @@ def bench_new_day_file_to_report_in_process() -> dict:
     import dagster as dg
 
     from alloc_assets.definitions import defs
-    from alloc_assets.partitions import range_tags
+    from alloc_assets.defs.market.partitions import range_tags
 
     root, alloc, home = fresh_homes("bench_new_day_")
     instance = dg.DagsterInstance.get()

@@ -5,7 +5,7 @@ regime-switching world model calibrated on the bundled history (its stress-score
 books (equal-weight baseline and the same under the allocator: encoder, stress score with
 histogram thresholds, hysteresis, risk scalar, one-rebalance lag) and every per-path metric. Targets:
 ``median_s`` under 10 s after compilation (``compile_s`` reported apart), at least 3x faster than the
-same kernel in NumPy timed in the same run (``numpy_median_s``: ``alloc_assets.sim.numpy_kernel``,
+same kernel in NumPy timed in the same run (``numpy_median_s``: ``alloc_assets.sim.engine.numpy_kernel``,
 the same allocator and book code on NumPy arrays, one run at full size), peak memory under 2 GB
 (added by ``benchmarks/run.py``).
 
@@ -47,11 +47,11 @@ def _configure_host_devices() -> None:
 def _world_and_start():
     import numpy as np
 
-    from alloc_assets.core.features import encode
-    from alloc_assets.core.panel import PricePanel, load_bundled_panel
-    from alloc_assets.core.regimes import compute_regimes
-    from alloc_assets.sim import allocator as alloc
-    from alloc_assets.sim.models import calibrate_world_model
+    from alloc_assets.core.allocator.features import encode
+    from alloc_assets.core.market.panel import PricePanel, load_bundled_panel
+    from alloc_assets.core.allocator.regimes import compute_regimes
+    from alloc_assets.sim.engine import allocator as alloc
+    from alloc_assets.sim.models.world import calibrate_world_model
 
     bundled = load_bundled_panel()
     panel = PricePanel(bundled.dates, bundled.symbols, bundled.close)  # equal-weight index, as on simulated paths
@@ -67,10 +67,10 @@ def bench_sim_regime_switching_10000_paths() -> dict:
     import jax
     import numpy as np
 
-    from alloc_assets.sim.calendar import regular_calendar
-    from alloc_assets.sim.engine import SimSettings, run_strategies
-    from alloc_assets.sim.numpy_kernel import run_strategies_numpy
-    from alloc_assets.sim.strategies import StrategyConfig
+    from alloc_assets.sim.models.calendar import regular_calendar
+    from alloc_assets.sim.engine.kernel import SimSettings, run_strategies
+    from alloc_assets.sim.engine.numpy_kernel import run_strategies_numpy
+    from alloc_assets.sim.engine.books import StrategyConfig
 
     world, start = _world_and_start()
     calendar = regular_calendar(HORIZON_DAYS)

@@ -11,10 +11,10 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from alloc_assets.core.calendar import RebalanceFrequency
-from alloc_assets.core.features import FeatureConfig
-from alloc_assets.core.market_io import MarketDataError, indicator_name
-from alloc_assets.core.regimes import (
+from alloc_assets.core.market.calendar import RebalanceFrequency
+from alloc_assets.core.allocator.features import FeatureConfig
+from alloc_assets.core.market.market_io import MarketDataError, indicator_name
+from alloc_assets.core.allocator.regimes import (
     DEFAULT_SCORE_TERMS,
     HysteresisConfig,
     RegimeConfig,
@@ -23,7 +23,7 @@ from alloc_assets.core.regimes import (
     StressScoreConfig,
     Transform,
 )
-from alloc_assets.core.scalars import ApplyConfig, ScalarBasis, ScalarConfig, ScalarOverride
+from alloc_assets.core.allocator.scalars import ApplyConfig, ScalarBasis, ScalarConfig, ScalarOverride
 from resources.settings import alloc_home
 
 

@@ -10,8 +10,8 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from alloc_assets.core.market_io import MarketData, MarketDataError, read_market_data
-from alloc_assets.core.panel import BUNDLED_DIR
+from alloc_assets.core.market.market_io import MarketData, MarketDataError, read_market_data
+from alloc_assets.core.market.panel import BUNDLED_DIR
 
 __all__ = ["MarketDataError", "MarketDataSource"]
 

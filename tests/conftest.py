@@ -22,9 +22,10 @@ def alloc_home(tmp_path, monkeypatch):
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_session_home(tmp_path_factory):
-    """Tests that forget the fixture still never write into the repository."""
-    if "ALLOC_HOME" not in os.environ:
-        os.environ["ALLOC_HOME"] = str(tmp_path_factory.mktemp("alloc_session"))
+    """Tests that forget the ``alloc_home`` fixture still never write into the user's ALLOC_HOME
+    (``make`` exports the repository's ``.alloc``): the session gets a home of its own."""
+    os.environ["ALLOC_HOME"] = str(tmp_path_factory.mktemp("alloc_session"))
+    os.environ.pop("DAGSTER_HOME", None)
     yield
 
 
@@ -34,10 +35,10 @@ def bundled_world():
     from today's regime probabilities: the stress scenarios' input in the sim tests."""
     import numpy as np
 
-    from alloc_assets.core.features import encode
-    from alloc_assets.core.panel import PricePanel, load_bundled_panel
-    from alloc_assets.core.regimes import compute_regimes
-    from alloc_assets.sim.models import calibrate_world_model
+    from alloc_assets.core.allocator.features import encode
+    from alloc_assets.core.market.panel import PricePanel, load_bundled_panel
+    from alloc_assets.core.allocator.regimes import compute_regimes
+    from alloc_assets.sim.models.world import calibrate_world_model
 
     p = load_bundled_panel()
     panel = PricePanel(p.dates, p.symbols, p.close)

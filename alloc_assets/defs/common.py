@@ -73,7 +73,7 @@ def stored_indicator_names(warehouse) -> list[str]:
 def history_span(warehouse) -> tuple[dt.date | None, dt.date | None]:
     """First stored market day and the last one reached from it without a gap: the span every
     derived layer, the backtests and the world model cover."""
-    from alloc_assets.core.calendar import last_contiguous_session
+    from alloc_assets.core.market.calendar import last_contiguous_session
 
     if not warehouse.table_exists("market_prices"):
         return None, None
@@ -126,7 +126,7 @@ def benchmark_jump_states(warehouse, dates: np.ndarray) -> tuple[np.ndarray, lis
     fit) from the benchmark's closes, with the refits in force and those fitted now."""
     import json
 
-    from alloc_assets.core import jump_model as jm
+    from alloc_assets.core.allocator import jump_model as jm
 
     if not warehouse.table_exists("market_benchmark"):
         raise dg.Failure(allow_retries=False, description="the jump_model method needs a benchmark (market_benchmark is "

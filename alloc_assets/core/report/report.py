@@ -1,0 +1,537 @@
+"""The two-pass comparison report: a JSON-ready dict, its markdown, and console summaries (pure).
+
+Takes plain arrays only (dates, the two :class:`~alloc_assets.core.portfolio.backtest.BacktestResult`, the
+applied scalars with their dates, one regime label per day), so it depends on no other layer's code.
+
+Report keys (the contract; :data:`REPORT_KEYS`)::
+
+    window {start, end}; profile; allocator {mode, config}
+    metrics {baseline, scaled, delta}          each keyed by metrics.METRIC_KEYS
+    allocator_usage {rebalances, scaled_rebalances, scaled_fraction, scalar_mean, scalar_min, scalar_max}
+    regime_distribution {REGIME: {days, fraction}}
+    regime_transitions {count, per_year, matrix}
+    top_derisk_events [{date, scalar, regime}]
+    verdict {status, reasons}                  reasons prefixed failure: / warning: / good: / info:
+    benchmark {name, metrics}                  buy and hold of the benchmark index
+    controls {exposure_matched, vol_cap, jump_model}: {metrics, settings}
+    episodes [{peak, trough, recovery, depth {book: depth}, first_derisk_date,
+               first_derisk_days_from_peak, first_derisk_days_from_trough,
+               derisk_share_before_trough, length_days}]
+    significance {"<metric>:<a>-<b>": {estimate, ci_low, ci_high, method, level, ...}}
+    subperiods [{start, end, days, metrics {book: {...}}, delta_vs_baseline}]
+    exposure {baseline, scaled: {mean, min, max, cash_over_1pct_share}, yearly}
+    today {date, regime, probabilities, scalar_in_force, next_scalar, early_warning}
+    headline {maxdd_gain_pts, cagr_cost_pts, sharpe_change}
+    data {benchmark, sectors, indicators, fallbacks} added by the asset: what the run used, fallbacks stated
+
+The audit sections are built by :mod:`alloc_assets.core.report.sections` (definitions there).
+
+Conventions: dates are ISO strings; numbers are plain Python ``int``/``float``; an undefined value
+(``nan``) is ``null``. ``delta`` is ``scaled - baseline``. A rebalance counts as scaled when its
+scalar is below 1 (by more than 1e-9). ``regime_distribution`` always lists the four regimes (then
+any other label seen). ``regime_transitions.count`` is the number of days whose label differs from
+the previous day's, ``per_year`` that count over ``T / 252`` years, and ``matrix[a][b]`` the number
+of consecutive day pairs going from ``a`` to ``b`` (the diagonal counts days staying put).
+``top_derisk_events`` are the (up to) 10 lowest applied scalars below 1, lowest first (earlier date
+first on ties), with the regime label of their date.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alloc_assets.core.regime import REGIME_LABELS
+from alloc_assets.core.report.sections import (
+    BOOTSTRAP_DRAWS,
+    BOOTSTRAP_SEED,
+    benchmark_block,
+    episodes_block,
+    exposure_block,
+    headline_block,
+    significance_block,
+    subperiods_block,
+    today_block,
+)
+from alloc_assets.core.portfolio.backtest import BacktestResult
+from alloc_assets.core.report.metrics import METRIC_KEYS, PERIODS_PER_YEAR, Metric, compute_metrics, metric_delta
+from alloc_assets.core.report.verdict import VerdictEvidence, VerdictThresholds, market_conditions, verdict
+
+REGIMES: tuple[str, ...] = REGIME_LABELS
+REPORT_KEYS: tuple[str, ...] = (
+    "window",
+    "profile",
+    "allocator",
+    "metrics",
+    "allocator_usage",
+    "regime_distribution",
+    "regime_transitions",
+    "top_derisk_events",
+    "verdict",
+    "benchmark",
+    "controls",
+    "episodes",
+    "significance",
+    "subperiods",
+    "exposure",
+    "today",
+    "headline",
+    "data",
+)
+USAGE_KEYS: tuple[str, ...] = ("rebalances", "scaled_rebalances", "scaled_fraction", "scalar_mean", "scalar_min", "scalar_max")
+TOP_EVENTS = 10
+_SCALED_TOL = 1e-9
+
+_PERCENT_METRICS = {
+    Metric.CAGR, Metric.ANN_VOL, Metric.MAX_DRAWDOWN, Metric.WORST_MONTH, Metric.WORST_QUARTER,
+    Metric.VAR_95, Metric.CVAR_95, Metric.TURNOVER,
+}
+_LABELS = {
+    Metric.CAGR: "CAGR",
+    Metric.ANN_VOL: "Annual volatility",
+    Metric.SHARPE: "Sharpe",
+    Metric.SORTINO: "Sortino",
+    Metric.MAX_DRAWDOWN: "Max drawdown",
+    Metric.CALMAR: "Calmar",
+    Metric.WORST_MONTH: "Worst month",
+    Metric.WORST_QUARTER: "Worst quarter",
+    Metric.VAR_95: "VaR 95 % (1 day)",
+    Metric.CVAR_95: "CVaR 95 % (1 day)",
+    Metric.TURNOVER: "Turnover (one-way, a year)",
+}
+
+
+def jsonable(value: Any) -> Any:
+    """Recursively turn numpy scalars/arrays into Python ones and ``nan``/``inf`` into ``None``."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [jsonable(v) for v in value.tolist()]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, (np.datetime64, pd.Timestamp)):
+        return _iso(value)
+    if hasattr(value, "value") and isinstance(getattr(value, "value"), str):  # Enum members
+        return value.value
+    return value
+
+
+def _iso(d) -> str:
+    return str(np.datetime64(d, "D"))
+
+
+def _day_positions(dates: np.ndarray, when: np.ndarray) -> np.ndarray:
+    pos = np.searchsorted(dates, when)
+    ok = (pos < dates.size) & (dates[np.minimum(pos, dates.size - 1)] == when)
+    if not ok.all():
+        bad = when[~ok][0]
+        raise ValueError(f"scalar date {_iso(bad)} is not one of the report's dates ({_iso(dates[0])}..{_iso(dates[-1])})")
+    return pos
+
+
+def allocator_usage(scalars: np.ndarray) -> dict[str, float | int | None]:
+    """The ``allocator_usage`` block from the applied scalars (R,)."""
+    s = np.asarray(scalars, dtype=np.float64)
+    scaled = int(np.sum(s < 1.0 - _SCALED_TOL))
+    if s.size == 0:
+        return {"rebalances": 0, "scaled_rebalances": 0, "scaled_fraction": None, "scalar_mean": None, "scalar_min": None, "scalar_max": None}
+    return {
+        "rebalances": int(s.size),
+        "scaled_rebalances": scaled,
+        "scaled_fraction": scaled / s.size,
+        "scalar_mean": float(s.mean()),
+        "scalar_min": float(s.min()),
+        "scalar_max": float(s.max()),
+    }
+
+
+def regime_distribution(labels: Sequence[str]) -> dict[str, dict[str, float | int]]:
+    """Days and fraction of days per regime label (the four regimes always present)."""
+    lab = [str(x) for x in labels]
+    counts = Counter(lab)
+    names = list(REGIMES) + sorted(set(counts) - set(REGIMES))
+    total = len(lab)
+    return {name: {"days": int(counts.get(name, 0)), "fraction": (counts.get(name, 0) / total) if total else 0.0} for name in names}
+
+
+def regime_transitions(labels: Sequence[str]) -> dict[str, Any]:
+    """Number of label changes, changes per year (252 days), and the day-pair count matrix."""
+    lab = np.asarray([str(x) for x in labels], dtype=object)
+    names = list(REGIMES) + sorted(set(lab.tolist()) - set(REGIMES))
+    matrix = {a: {b: 0 for b in names} for a in names}
+    for (a, b), c in Counter(zip(lab[:-1].tolist(), lab[1:].tolist())).items():
+        matrix[a][b] = c
+    count = int(np.sum(lab[1:] != lab[:-1])) if lab.size > 1 else 0
+    years = lab.size / PERIODS_PER_YEAR
+    return {"count": count, "per_year": count / years if years > 0 else 0.0, "matrix": matrix}
+
+
+def top_derisk_events(scalar_dates: np.ndarray, scalars: np.ndarray, regimes_at: Sequence[str], top: int = TOP_EVENTS) -> list[dict]:
+    """The ``top`` lowest applied scalars below 1, lowest first: ``[{date, scalar, regime}]``."""
+    s = np.asarray(scalars, dtype=np.float64)
+    order = np.lexsort((np.arange(s.size), s))
+    events = []
+    for i in order:
+        if not s[i] < 1.0 - _SCALED_TOL or len(events) >= top:
+            break
+        events.append({"date": _iso(scalar_dates[i]), "scalar": float(s[i]), "regime": str(regimes_at[i])})
+    return events
+
+
+def build_report(
+    dates: np.ndarray,
+    baseline: BacktestResult,
+    scaled: BacktestResult,
+    scalar_dates: np.ndarray,
+    scalars: np.ndarray,
+    regime_labels: Sequence[str],
+    *,
+    profile: str,
+    mode: str,
+    allocator_config: Mapping[str, Any] | None = None,
+    thresholds: VerdictThresholds = VerdictThresholds(),
+    risk_free: float = 0.0,
+    audit: AuditInputs | None = None,
+) -> dict:
+    """The two-pass comparison report (module docstring), JSON-serialisable.
+
+    Parameters
+    ----------
+    dates : (T,) dates of the backtest rows (``datetime64`` or anything numpy converts).
+    baseline, scaled : results of the two passes over the same rows.
+    scalar_dates : (R,) rebalance dates of the applied scalars (each one of ``dates``).
+    scalars : (R,) applied scalar values.
+    regime_labels : (T,) regime label of each day (``NORMAL``, ``ELEVATED``, ``STRESS``, ``CRISIS``).
+    profile : strategy profile name.
+    mode : allocator mode (``off``, ``compute``, ``precomputed``).
+    allocator_config : the allocator settings to record (any JSON-able mapping).
+    thresholds : verdict thresholds.
+    risk_free : daily risk-free rate for the Sharpe ratio.
+    audit : the controls, the governor's daily scalar, the benchmark and the latest regime output
+        for the audit sections (``core.audit``); without it those keys are empty and the verdict
+        cannot be ``good`` (it needs the ``exposure_matched`` control).
+    """
+    d = np.asarray(dates, dtype="datetime64[D]")
+    t_len = d.size
+    if baseline.portfolio_return.shape != (t_len,) or scaled.portfolio_return.shape != (t_len,):
+        raise ValueError(f"both backtests must have {t_len} rows like dates")
+    labels = [str(x) for x in regime_labels]
+    if len(labels) != t_len:
+        raise ValueError(f"regime_labels has {len(labels)} rows, dates {t_len}")
+    s_dates = np.asarray(scalar_dates, dtype="datetime64[D]")
+    s = np.asarray(scalars, dtype=np.float64)
+    if s_dates.shape != s.shape:
+        raise ValueError(f"scalar_dates {s_dates.shape} and scalars {s.shape} differ")
+    pos = _day_positions(d, s_dates)
+
+    base_m = compute_metrics(baseline.portfolio_return, d, baseline.turnover, risk_free)
+    scaled_m = compute_metrics(scaled.portfolio_return, d, scaled.turnover, risk_free)
+    transitions = regime_transitions(labels)
+    regimes_at = [labels[i] for i in pos]
+    conditions = market_conditions(baseline.portfolio_return, thresholds)[pos]
+    mode_value = str(getattr(mode, "value", mode))
+    sections = _audit_sections(d, baseline, scaled, base_m, scaled_m, labels, audit, risk_free)
+    control_metrics = {k: v["metrics"] for k, v in sections["controls"].items()}
+    evidence = VerdictEvidence(base_m, scaled_m, s, conditions, transitions["per_year"], mode_value, control_metrics)
+    report = {
+        "window": {"start": _iso(d[0]), "end": _iso(d[-1])},
+        "profile": str(profile),
+        "allocator": {"mode": mode_value, "config": dict(allocator_config or {})},
+        "metrics": {"baseline": base_m, "scaled": scaled_m, "delta": metric_delta(base_m, scaled_m)},
+        "allocator_usage": allocator_usage(s),
+        "regime_distribution": regime_distribution(labels),
+        "regime_transitions": transitions,
+        "top_derisk_events": top_derisk_events(s_dates, s, regimes_at),
+        "verdict": verdict(evidence, thresholds),
+        **sections,
+        "data": {},  # filled by the asset: benchmark and sectors used, fallbacks
+    }
+    return jsonable(report)
+
+
+@dataclass(frozen=True)
+class AuditInputs:
+    """What the audit sections need beyond the two passes (arrays aligned with the report's dates).
+
+    Attributes
+    ----------
+    controls : name -> result of the control book (same engine, costs, lag, cadence).
+    control_settings : name -> the control's settings, recorded beside its metrics.
+    governor_daily : (T,) the governor's scalar in force at each close.
+    first_invested : row of the strategy's first trade.
+    benchmark_close : (T,) closes of the benchmark index, or None.
+    benchmark_name : its name.
+    probabilities : (T, 4) regime probabilities.
+    next_scalar, next_computed_on : the scalar the next overlay date applies, and when it was computed.
+    bootstrap_draws, bootstrap_seed : of the significance bootstrap.
+    """
+
+    controls: Mapping[str, BacktestResult]
+    control_settings: Mapping[str, Mapping[str, Any]]
+    governor_daily: np.ndarray
+    first_invested: int
+    benchmark_close: np.ndarray | None = None
+    benchmark_name: str = "benchmark"
+    probabilities: np.ndarray | None = None
+    next_scalar: float | None = None
+    next_computed_on: Any = None
+    bootstrap_draws: int = BOOTSTRAP_DRAWS
+    bootstrap_seed: int = BOOTSTRAP_SEED
+
+
+def _audit_sections(d, baseline, scaled, base_m, scaled_m, labels, audit: AuditInputs | None, risk_free: float) -> dict:
+    empty = {"benchmark": None, "controls": {}, "episodes": [], "significance": {}, "subperiods": [],
+             "exposure": {}, "today": None, "headline": headline_block(base_m, scaled_m)}
+    if audit is None:
+        return empty
+    books = {"baseline": baseline, "scaled": scaled, **audit.controls}
+    returns = {k: v.portfolio_return for k, v in books.items()}
+    controls = {name: {"metrics": compute_metrics(r.portfolio_return, d, r.turnover, risk_free),
+                       "settings": dict(audit.control_settings.get(name, {}))}
+                for name, r in audit.controls.items()}
+    bench = None
+    if audit.benchmark_close is not None:
+        bench = benchmark_block(d, audit.benchmark_close, audit.benchmark_name, risk_free)
+        returns["benchmark"] = bench.pop("returns")
+    pairs = [("scaled", "baseline")] + ([("scaled", "exposure_matched")] if "exposure_matched" in controls else [])
+    sub_books = {k: returns[k] for k in ("baseline", "scaled", *audit.controls, *(("benchmark",) if bench else ()))}
+    return {
+        "benchmark": bench,
+        "controls": controls,
+        "episodes": episodes_block(d, books, audit.governor_daily),
+        "significance": significance_block(returns, pairs, risk_free, audit.bootstrap_draws, audit.bootstrap_seed),
+        "subperiods": subperiods_block(d, sub_books, risk_free),
+        "exposure": exposure_block(d, {"baseline": baseline, "scaled": scaled}, audit.first_invested),
+        "today": (today_block(d, labels, audit.probabilities, audit.governor_daily, audit.next_scalar, audit.next_computed_on)
+                  if audit.probabilities is not None else None),
+        "headline": headline_block(base_m, scaled_m),
+    }
+
+
+# ---------------------------------------------------------------------------------- rendering
+
+
+def _fmt(key: str, value, delta: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    metric = Metric(key)
+    if metric in _PERCENT_METRICS:
+        return f"{100 * value:+.2f} pts" if delta else f"{100 * value:.2f} %"
+    return f"{value:+.3f}" if delta else f"{value:.3f}"
+
+
+def _columns(report: Mapping, with_others: bool = True) -> list[tuple[str, Mapping, bool]]:
+    m = report["metrics"]
+    cols = [("baseline", m["baseline"], False), ("scaled", m["scaled"], False), ("delta", m["delta"], True)]
+    if with_others:
+        cols += [(k, v["metrics"], False) for k, v in (report.get("controls") or {}).items()]
+        if report.get("benchmark"):
+            cols.append((report["benchmark"]["name"], report["benchmark"]["metrics"], False))
+    return cols
+
+
+def _comparison_rows(report: Mapping, with_others: bool = True) -> list[tuple[str, ...]]:
+    cols = _columns(report, with_others)
+    return [(_LABELS[Metric(k)], *[_fmt(k, c.get(k), delta=is_delta) for _, c, is_delta in cols]) for k in METRIC_KEYS]
+
+
+def comparison_table(report: Mapping) -> str:
+    """Aligned plain-text table ``metric | baseline | scaled | delta | controls... | benchmark``."""
+    header = ("metric", *[name for name, _, _ in _columns(report)])
+    rows = [header, *_comparison_rows(report)]
+    n = len(header)
+    widths = [max(len(r[i]) for r in rows) for i in range(n)]
+    lines = []
+    for j, r in enumerate(rows):
+        lines.append("  ".join(r[0].ljust(widths[0]) if i == 0 else r[i].rjust(widths[i]) for i in range(n)).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def episodes_table(report: Mapping) -> str:
+    """Plain-text table of the drawdown episodes: depth of each book and when the governor de-risked."""
+    eps = report.get("episodes") or []
+    if not eps:
+        return "no baseline drawdown deeper than 15 %"
+    books = list(eps[0]["depth"])
+    header = ("peak", "trough", "recovery", *books, "cut vs trough", "before trough")
+    rows = [header]
+    for e in eps:
+        days = e["first_derisk_days_from_trough"]
+        share = e["derisk_share_before_trough"]
+        rows.append((e["peak"], e["trough"], e["recovery"] or "not yet",
+                     *["n/a" if e["depth"].get(b) is None else f"{100 * e['depth'][b]:.1f} %" for b in books],
+                     "never" if days is None else f"{days:+d} d", "n/a" if share is None else f"{100 * share:.0f} %"))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(str(r[i]).rjust(widths[i]) if i >= 3 else str(r[i]).ljust(widths[i]) for i in range(len(header))).rstrip()
+                     for r in rows)
+
+
+def headline_line(report: Mapping) -> str:
+    """``MaxDD gain x pts for a CAGR cost of y pts (Sharpe +z)``."""
+    h = report.get("headline") or {}
+    if h.get("maxdd_gain_pts") is None:
+        return "headline: n/a"
+    return (f"MaxDD {h['maxdd_gain_pts']:+.1f} pts (shallower if +) for a CAGR cost of {h['cagr_cost_pts']:.1f} pts, "
+            f"Sharpe {h['sharpe_change']:+.3f}")
+
+
+def today_line(report: Mapping) -> str:
+    """The latest regime, its probabilities, the scalar in force and any early warning."""
+    t = report.get("today")
+    if not t:
+        return "today: n/a"
+    p = t["probabilities"]
+    probs = " ".join(f"{k[0]}{100 * v:.0f}%" for k, v in p.items())
+    warn = t["early_warning"] or "none"
+    return f"today {t['date']}: {t['regime']} ({probs}), scalar in force {t['scalar_in_force']:.2f}; early warning: {warn}"
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align_right_from: int = 1) -> str:
+    sep = ["---" if i < align_right_from else "---:" for i in range(len(header))]
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _num(x, spec: str) -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def report_markdown(report: Mapping, figures: Mapping[str, str] | None = None) -> str:
+    """The ``.md`` beside the JSON: comparison table, usage, regimes, events, verdict, figures.
+
+    ``figures`` maps a caption to an image path (relative to the markdown file) to embed.
+    """
+    w, a, u = report["window"], report["allocator"], report["allocator_usage"]
+    v = report["verdict"]
+    parts = [
+        f"# Two-pass comparison: {report['profile']}",
+        "",
+        f"Window {w['start']} to {w['end']}. Allocator mode **{a['mode']}**.",
+        "",
+        f"**Verdict: {v['status'].upper()}**",
+        "",
+        *[f"- {r}" for r in v["reasons"]],
+        "",
+        "## Baseline vs scaled",
+        "",
+        _md_table(("metric", *[c for c, _, _ in _columns(report)]), _comparison_rows(report)),
+        "",
+        headline_line(report),
+        "",
+        today_line(report),
+        "",
+        "## Allocator usage",
+        "",
+        _md_table(
+            ("rebalances", "scaled", "scaled share", "scalar mean", "scalar min", "scalar max"),
+            [(
+                u["rebalances"], u["scaled_rebalances"], _num(None if u["scaled_fraction"] is None else 100 * u["scaled_fraction"], ".1f") + " %",
+                _num(u["scalar_mean"], ".3f"), _num(u["scalar_min"], ".3f"), _num(u["scalar_max"], ".3f"),
+            )],
+            align_right_from=0,
+        ),
+        "",
+        "## Regimes",
+        "",
+        _md_table(
+            ("regime", "days", "share"),
+            [(k, d["days"], f"{100 * d['fraction']:.1f} %") for k, d in report["regime_distribution"].items()],
+        ),
+        "",
+    ]
+    tr = report["regime_transitions"]
+    names = list(tr["matrix"])
+    parts += [
+        f"{tr['count']} transitions ({tr['per_year']:.1f} a year). Day-to-day pairs (rows: from, columns: to):",
+        "",
+        _md_table(("from \\ to", *names), [(a_, *[tr["matrix"][a_][b] for b in names]) for a_ in names]),
+        "",
+        "## Deepest de-risk events",
+        "",
+    ]
+    events = report["top_derisk_events"]
+    if events:
+        parts.append(_md_table(("date", "scalar", "regime"), [(e["date"], f"{e['scalar']:.3f}", e["regime"]) for e in events]))
+    else:
+        parts.append("No rebalance was de-risked.")
+    parts.append("")
+    parts += _audit_markdown(report)
+    if a["config"]:
+        parts += ["## Allocator settings", "", _md_table(("setting", "value"), [(k, a["config"][k]) for k in a["config"]]), ""]
+    if figures:
+        parts += ["## Figures", ""]
+        for caption, path in figures.items():
+            parts += [f"![{caption}]({path})", ""]
+    return "\n".join(parts)
+
+
+def _audit_markdown(report: Mapping) -> list[str]:
+    parts: list[str] = []
+    if report.get("episodes") is not None:
+        parts += ["## Drawdown episodes (baseline deeper than 15 %)", "", "```", episodes_table(report), "```", ""]
+    sig = report.get("significance") or {}
+    if sig:
+        first = next(iter(sig.values()))
+        parts += [f"## Is it real? ({first['method']}, {100 * first['level']:.0f} % intervals)", "",
+                  _md_table(("delta", "estimate", "interval", "P(> 0)"),
+                            [(k, _num(v["estimate"], "+.4f"), f"[{_num(v['ci_low'], '+.4f')}, {_num(v['ci_high'], '+.4f')}]",
+                              _num(v["p_positive"], ".2f")) for k, v in sig.items()]), ""]
+    subs = report.get("subperiods") or []
+    if subs:
+        books = list(subs[0]["metrics"])
+        parts += ["## Sub-periods (thirds of the window)", "",
+                  _md_table(("period", *[f"{b} Sharpe / MaxDD" for b in books]),
+                            [(f"{r['start']} .. {r['end']}", *[f"{_num(r['metrics'][b]['sharpe'], '.2f')} / "
+                                                             f"{_num(None if r['metrics'][b]['max_drawdown'] is None else 100 * r['metrics'][b]['max_drawdown'], '.1f')} %"
+                                                             for b in books]) for r in subs]), ""]
+    ex = report.get("exposure") or {}
+    if ex.get("baseline"):
+        parts += ["## Gross exposure", "",
+                  _md_table(("book", "mean", "min", "max", "days with > 1 % cash"),
+                            [(b, _num(ex[b]["mean"], ".3f"), _num(ex[b]["min"], ".3f"), _num(ex[b]["max"], ".3f"),
+                              f"{100 * ex[b]['cash_over_1pct_share']:.0f} %") for b in ("baseline", "scaled") if b in ex]), ""]
+        parts += [f"Caps: {note}" for note in ex.get("limits_rule") or []] + ([""] if ex.get("limits_rule") else [])
+    return parts
+
+
+def run_summary(report: Mapping, sources: Sequence[str] | None = None, top: int = 5) -> str:
+    """Console block: mode, scalar sources, rebalances, scaled count and share, scalar mean/min/max,
+    and the ``top`` deepest de-risk events with their regime.
+
+    ``sources`` are the per-rebalance ``source`` values of ``applied_scalars`` (``computed``,
+    ``override``, ``missing_default``), summarised as counts.
+    """
+    u = report["allocator_usage"]
+    src = ", ".join(f"{k} {v}" for k, v in sorted(Counter(sources).items())) if sources is not None else "n/a"
+    share = "n/a" if u["scaled_fraction"] is None else f"{100 * u['scaled_fraction']:.1f} %"
+    lines = [
+        f"allocator mode     {report['allocator']['mode']}",
+        f"scalar source      {src}",
+        f"rebalances         {u['rebalances']}",
+        f"scaled rebalances  {u['scaled_rebalances']} ({share})",
+        f"scalar mean/min/max {_num(u['scalar_mean'], '.3f')} / {_num(u['scalar_min'], '.3f')} / {_num(u['scalar_max'], '.3f')}",
+        f"verdict            {report['verdict']['status']}",
+    ]
+    events = report["top_derisk_events"][:top]
+    if events:
+        lines.append(f"deepest de-risk events (top {len(events)}):")
+        lines += [f"  {e['date']}  {e['scalar']:.3f}  {e['regime']}" for e in events]
+    else:
+        lines.append("deepest de-risk events: none")
+    return "\n".join(lines)
