@@ -27,7 +27,7 @@ test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --timeout 900
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 -m "not slow and not timed"
 
 bench: setup
 	$(BIN)/python -m benchmarks.run

@@ -68,6 +68,7 @@ def home_2021(alloc_home, monkeypatch):
     return alloc_home, instance
 
 
+@pytest.mark.timed
 def test_kill_9_inside_the_warehouse_write_loses_nothing_and_the_next_run_proceeds(home_2021, tmp_path):
     home, instance = home_2021
     before = digest(home)
@@ -109,6 +110,7 @@ def test_kill_9_inside_the_warehouse_write_loses_nothing_and_the_next_run_procee
         assert got[name].equals(want[name]), name
 
 
+@pytest.mark.timed
 def test_an_outside_reader_holding_the_file_makes_the_writer_wait_then_proceed(home_2021):
     home, instance = home_2021
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""

@@ -1,4 +1,4 @@
-"""``make demo`` on data as a user exports it (issue 14): a folder of per-ticker Yahoo-style OHLCV
+"""``make demo`` on data as a user exports it: a folder of per-ticker Yahoo-style OHLCV
 files (``Date,Open,High,Low,Close,Adj Close,Volume``, dates ``M/D/YYYY``), the benchmark as one more
 OHLCV export named ``benchmark_GSPC.csv``, and a FRED-style ``indicators/VIX.csv`` (``DATE,VIXCLS``
 with ``.`` on every weekday the exchange was closed). The files are written from the bundled data
