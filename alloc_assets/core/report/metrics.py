@@ -190,7 +190,7 @@ def wealth_index(returns) -> np.ndarray:
     return np.cumprod(1.0 + _as_float_array(returns), axis=0)
 
 
-def drawdown_series(returns) -> np.ndarray:
+def drawdown_series(returns, *, is_wealth: bool = False) -> np.ndarray:
     """Drawdown after each return, as a fraction ``<= 0`` of the running peak.
 
     The running peak starts at wealth 1 **before** the first return, so a first-day loss is a
@@ -198,13 +198,14 @@ def drawdown_series(returns) -> np.ndarray:
 
     Parameters
     ----------
-    returns : array (T,) or (T, K), daily simple returns.
+    returns : array (T,) or (T, K), daily simple returns; with ``is_wealth`` the wealth after each
+        day instead (an equity curve that started at 1).
 
     Returns
     -------
     array of the shape of ``returns``.
     """
-    wealth = wealth_index(returns)
+    wealth = np.asarray(returns, dtype=np.float64) if is_wealth else wealth_index(returns)
     peak = np.maximum(np.maximum.accumulate(wealth, axis=0), 1.0)
     return wealth / peak - 1.0
 
