@@ -8,9 +8,10 @@ import pytest
 from alloc_assets.core.portfolio.covariance import trailing_covariances
 from alloc_assets.core.portfolio.limits import apply_risk_limits, ex_ante_volatility, sector_onehot
 from alloc_assets.core.portfolio.profiles import DEFAULT_PROFILE, RiskLimits, StrategyKind, StrategyProfile, Transition, VolWeighting, get_profile, sector_ids
-from alloc_assets.core.portfolio.risk_parity import risk_contributions, risk_parity_weights
+from alloc_assets.core.portfolio.risk_parity import risk_parity_weights
 from alloc_assets.core.portfolio.sleeves import reallocate_sleeves, sleeve_inputs
-from alloc_assets.core.portfolio.transitions import smooth_transition, spread_path
+from alloc_assets.core.portfolio.transitions import smooth_transition
+from tests.portfolio.reference_strategies import risk_contributions, spread_path
 from alloc_assets.core.portfolio.weights import profile_weights, raw_weights, weights_raw
 from alloc_assets.core.portfolio.backtest import run_backtest
 from alloc_assets.core.market.calendar import RebalanceFrequency, rebalance_indices
@@ -571,7 +572,7 @@ def test_reallocate_many_sleeves(bundled):
 
 
 def test_caps_fit_small_universes_and_say_so():
-    """Issue 14, item 4: N x cap < 1 must not leave the book in cash silently, and N x cap = 1 must
+    """N x cap < 1 must not leave the book in cash silently, and N x cap = 1 must
     not force equal weights: a cap under twice the equal share is raised to min(1, 2 / K)."""
     from alloc_assets.core.portfolio.profiles import RiskLimits, limits_for_universe
 

@@ -11,13 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def risk_contributions(weights: np.ndarray, cov: np.ndarray) -> np.ndarray:
-    """Fraction of portfolio variance from each name: ``w_i (S w)_i / (w' S w)``, shape of ``weights``."""
-    w = np.asarray(weights, dtype=np.float64)
-    sw = np.einsum("...ij,...j->...i", cov, w)
-    return w * sw / np.sum(w * sw, axis=-1, keepdims=True)
-
-
 def _spinu_objective(cov: np.ndarray, budgets: np.ndarray, x: np.ndarray) -> np.ndarray:
     cx = (cov @ x[..., None])[..., 0]
     return 0.5 * np.sum(x * cx, axis=1) - np.sum(budgets * np.log(x), axis=1)

@@ -113,33 +113,6 @@ def drift_weights(
     return (1.0 + growth_m1[-1]) * w / (1.0 + value_m1[-1])
 
 
-def spread_path(
-    rebalance_idx: np.ndarray, targets: np.ndarray, spread_days: int, n_days: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Daily target path of changes spread over ``spread_days`` trading days (docs/notes/report.md, step 3).
-
-    Returns
-    -------
-    trade_idx (M,), trade_target (M, N), trade_source (M,) (row of ``rebalance_idx`` per trade).
-    """
-    idx = np.asarray(rebalance_idx, dtype=np.int64)
-    tgt = np.asarray(targets, dtype=np.float64)
-    if spread_days <= 1:
-        return idx.copy(), tgt.copy(), np.arange(idx.size)
-    nxt = np.append(idx[1:], n_days)
-    days, rows, src = [], [], []
-    position = np.zeros(tgt.shape[1])
-    for k, r in enumerate(idx):
-        steps = int(min(spread_days, nxt[k] - r))
-        frac = np.arange(1, steps + 1)[:, None] / spread_days
-        path = position + frac * (tgt[k] - position)
-        days.append(r + np.arange(steps))
-        rows.append(path)
-        src.append(np.full(steps, k))
-        position = path[-1]
-    return np.concatenate(days), np.concatenate(rows), np.concatenate(src)
-
-
 def transition_path(
     r: np.ndarray,
     idx: np.ndarray,

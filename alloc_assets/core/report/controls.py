@@ -24,7 +24,6 @@ import numpy as np
 
 from alloc_assets.core.report.metrics import PERIODS_PER_YEAR
 
-CONTROLS: tuple[str, ...] = ("exposure_matched", "vol_cap", "jump_model")
 VOL_CAP_WINDOW = 21
 VOL_CAP_MIN_HISTORY = 252
 
