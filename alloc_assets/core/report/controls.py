@@ -1,9 +1,9 @@
 """Simple controls the governor is judged against (pure; numpy only, no Dagster import).
 
 Each control is a daily *risk scalar* computed at the close of day t from data through t. It goes
-through exactly what the governor's scalar goes through: ``core.scalars.applied_scalars`` at the
+through exactly what the governor's scalar goes through: ``core.allocator.scalars.applied_scalars`` at the
 same overlay cadence (the value computed at one overlay date acts from the next), then
-``core.backtest.run_overlay`` on the same strategy book, with the same costs and cash rate.
+``core.portfolio.backtest.run_overlay`` on the same strategy book, with the same costs and cash rate.
 
 - ``exposure_matched``: a constant scalar equal to the governor's mean exposure, i.e. the mean of
   the governor's scalar in force over the days the strategy is invested (from its first trade).
@@ -15,7 +15,7 @@ same overlay cadence (the value computed at one overlay date acts from the next)
   first invested day): the book is cut when its recent volatility runs above its own long-run
   volatility. The target is therefore set from data before the scalar acts, never fixed by looking
   at the evaluation window. Until ``min_history`` invested days exist the scalar is 1.
-- ``jump_model``: a peer's regime method (``core.jump_model``), bull -> 1, bear -> floor.
+- ``jump_model``: a peer's regime method (``core.allocator.jump_model``), bull -> 1, bear -> floor.
 """
 
 from __future__ import annotations

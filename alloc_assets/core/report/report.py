@@ -1,39 +1,13 @@
-"""The two-pass comparison report: a JSON-ready dict, its markdown, and console summaries (pure).
+"""The two-pass comparison report: a JSON-ready dict built from plain arrays (pure).
 
-Takes plain arrays only (dates, the two :class:`~alloc_assets.core.portfolio.backtest.BacktestResult`, the
-applied scalars with their dates, one regime label per day), so it depends on no other layer's code.
+Takes the dates, the two :class:`~alloc_assets.core.portfolio.backtest.BacktestResult`, the applied
+scalars with their dates and one regime label per day, so it depends on no other layer's code.
+:data:`REPORT_KEYS` is the contract (key by key in ``docs/notes/report.md``, section "Report
+contract"); the audit sections come from :mod:`alloc_assets.core.report.sections`, the text
+renderings from :mod:`alloc_assets.core.report.rendering`.
 
-Report keys (the contract; :data:`REPORT_KEYS`)::
-
-    window {start, end}; profile; allocator {mode, config}
-    metrics {baseline, scaled, delta}          each keyed by metrics.METRIC_KEYS
-    allocator_usage {rebalances, scaled_rebalances, scaled_fraction, scalar_mean, scalar_min, scalar_max}
-    regime_distribution {REGIME: {days, fraction}}
-    regime_transitions {count, per_year, matrix}
-    top_derisk_events [{date, scalar, regime}]
-    verdict {status, reasons}                  reasons prefixed failure: / warning: / good: / info:
-    benchmark {name, metrics}                  buy and hold of the benchmark index
-    controls {exposure_matched, vol_cap, jump_model}: {metrics, settings}
-    episodes [{peak, trough, recovery, depth {book: depth}, first_derisk_date,
-               first_derisk_days_from_peak, first_derisk_days_from_trough,
-               derisk_share_before_trough, length_days}]
-    significance {"<metric>:<a>-<b>": {estimate, ci_low, ci_high, method, level, ...}}
-    subperiods [{start, end, days, metrics {book: {...}}, delta_vs_baseline}]
-    exposure {baseline, scaled: {mean, min, max, cash_over_1pct_share}, yearly}
-    today {date, regime, probabilities, scalar_in_force, next_scalar, early_warning}
-    headline {maxdd_gain_pts, cagr_cost_pts, sharpe_change}
-    data {benchmark, sectors, indicators, fallbacks} added by the asset: what the run used, fallbacks stated
-
-The audit sections are built by :mod:`alloc_assets.core.report.sections` (definitions there).
-
-Conventions: dates are ISO strings; numbers are plain Python ``int``/``float``; an undefined value
-(``nan``) is ``null``. ``delta`` is ``scaled - baseline``. A rebalance counts as scaled when its
-scalar is below 1 (by more than 1e-9). ``regime_distribution`` always lists the four regimes (then
-any other label seen). ``regime_transitions.count`` is the number of days whose label differs from
-the previous day's, ``per_year`` that count over ``T / 252`` years, and ``matrix[a][b]`` the number
-of consecutive day pairs going from ``a`` to ``b`` (the diagonal counts days staying put).
-``top_derisk_events`` are the (up to) 10 lowest applied scalars below 1, lowest first (earlier date
-first on ties), with the regime label of their date.
+Conventions: dates are ISO strings; numbers plain ``int``/``float``; ``nan`` is ``null``; ``delta``
+is ``scaled - baseline``; a rebalance counts as scaled when its scalar is below 1 by more than 1e-9.
 """
 
 from __future__ import annotations

@@ -2,15 +2,15 @@
 
 Built from plain arrays: the dates, the books (baseline, scaled and each control, all from the same
 engine with the same costs, cash rate, lag and overlay cadence), the governor's scalar in force, the
-benchmark's closes and the latest regime output. Report keys (the contract of DESIGN.md, section 3):
+benchmark's closes and the latest regime output. Report keys:
 
 - ``benchmark {name, metrics}``: the benchmark index held from the first day (buy and hold);
 - ``controls {exposure_matched, vol_cap, jump_model}``: each the metrics block plus its settings;
 - ``episodes [...]``: every baseline drawdown deeper than 15 %, found from the data
-  (``core.episodes``), with the depth of each book and when the governor de-risked;
+  (``core.report.episodes``), with the depth of each book and when the governor de-risked;
 - ``significance {<metric>:<a>-<b>: {estimate, ci_low, ci_high, method, ...}}``: stationary block
   bootstrap of the deltas of Sharpe, MaxDD and Calmar of the scaled book against the baseline and
-  against ``exposure_matched`` (``core.significance``);
+  against ``exposure_matched`` (``core.report.bootstrap``);
 - ``subperiods [{start, end, metrics}]``: each third of the window;
 - ``exposure``: gross exposure (sum of the asset weights) of the baseline and the scaled book;
 - ``today``: the latest regime, its probabilities, the scalar in force and the one computed next;

@@ -103,6 +103,19 @@ def _backtest_metadata(frame: pl.DataFrame) -> dict:
     }
 
 
+def _backtest_table(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, settings: BacktestSettings,
+                    weights_table: str, asset: str):
+    """Backtest a stored weights table, check it, store it as ``asset`` (both twin backtests)."""
+    with stored_data_failures(), warehouse.session():
+        frame, _ = _run(warehouse, settings, weights_table)
+        outcomes = [backtest_outcome(frame)]
+        yield from raise_on_blocking(context, outcomes, asset=asset)
+        warehouse.replace_table(asset, frame)
+        yield dg.MaterializeResult(metadata=_backtest_metadata(frame))
+        for o in outcomes:
+            yield check_result(o, asset)
+
+
 @dg.asset(
     deps=["market_prices"],
     group_name=GROUP_STRATEGY,
@@ -165,14 +178,7 @@ def baseline_backtest(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
     """The strategy with the allocator off: daily net return, equity (1 before the first day),
     turnover and cost (bps x turnover, charged on the trade day); weights drift between trades and
     any remainder earns the cash rate."""
-    with stored_data_failures(), warehouse.session():
-        frame, _ = _run(warehouse, backtest, "weights_raw")
-        outcomes = [backtest_outcome(frame)]
-        yield from raise_on_blocking(context, outcomes, asset="baseline_backtest")
-        warehouse.replace_table("baseline_backtest", frame)
-        yield dg.MaterializeResult(metadata=_backtest_metadata(frame))
-        for o in outcomes:
-            yield check_result(o, "baseline_backtest")
+    yield from _backtest_table(context, warehouse, backtest, "weights_raw", "baseline_backtest")
 
 
 @dg.asset(
@@ -194,7 +200,7 @@ def weights_scaled(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
     The book trades at every strategy trade date and on every overlay date whose applied scalar
     differs from the one in force; each time to ``scalar x`` the strategy's book at that close (its
     new target on a strategy trade date, its drifted weights otherwise), the rest in cash
-    (``core.backtest.overlay_trades``). The scalar applied at an overlay date is the one computed at
+    (``core.portfolio.backtest.overlay_trades``). The scalar applied at an overlay date is the one computed at
     the previous overlay date (``applied_scalars``: one overlay rebalance of lag). Column ``kind``:
     ``strategy`` or ``overlay``. Mode ``precomputed`` reads ``applied_scalars``, ``compute``
     recomputes them from ``risk_scalars`` (identical), ``off`` leaves the weights unscaled."""
@@ -244,14 +250,7 @@ def weights_scaled(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
 def scaled_backtest(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, backtest: BacktestSettings):
     """The strategy with the allocator on: the same engine, costs and calendar as the baseline,
     trading the scaled weights."""
-    with stored_data_failures(), warehouse.session():
-        frame, _ = _run(warehouse, backtest, "weights_scaled")
-        outcomes = [backtest_outcome(frame)]
-        yield from raise_on_blocking(context, outcomes, asset="scaled_backtest")
-        warehouse.replace_table("scaled_backtest", frame)
-        yield dg.MaterializeResult(metadata=_backtest_metadata(frame))
-        for o in outcomes:
-            yield check_result(o, "scaled_backtest")
+    yield from _backtest_table(context, warehouse, backtest, "weights_scaled", "scaled_backtest")
 
 
 BACKTEST_ASSETS = [weights_raw, baseline_backtest, weights_scaled, scaled_backtest]

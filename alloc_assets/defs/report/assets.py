@@ -54,7 +54,7 @@ GROUP_REPORT = "report"
 def control_backtests(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, backtest: BacktestSettings,
                       allocator: AllocatorSettings):
     """The controls the governor is judged against, in the same engine with the same costs, cash
-    rate, lag and overlay cadence (``core.controls``): ``exposure_matched`` (a constant scalar at the
+    rate, lag and overlay cadence (``core.report.controls``): ``exposure_matched`` (a constant scalar at the
     governor's mean exposure), ``vol_cap`` (recent volatility capped at the book's own long-run
     volatility, same floor) and ``jump_model`` (a statistical jump model on the benchmark, fitted
     walk-forward with online inference only, bull 1 / bear floor). Each daily scalar goes through
