@@ -14,6 +14,7 @@ import polars as pl
 
 from alloc_assets.core.allocator.scalars import applied_scalars as compute_applied
 from alloc_assets.core.portfolio.backtest import AllocatorMode, BacktestResult, run_backtest
+from alloc_assets.core.regime import PROBABILITY_COLUMNS, Regime
 from alloc_assets.defs.allocator.assets import load_panel
 from alloc_assets.defs.common import history_span, stored_indicator_names
 from resources.allocator import AllocatorSettings
@@ -174,3 +175,17 @@ def data_fallbacks(warehouse: DuckDBWarehouse, bench) -> dict:
         fallbacks.append("no sectors file: each name is its own sector (the sector cap acts as a second single-name cap)")
     return {"benchmark": None if bench is None else bench[1], "sectors": int(n_sectors or 0),
             "indicators": indicators, "fallbacks": fallbacks}
+
+
+def regimes_on_dates(regimes: pl.DataFrame, days: list, fill: bool = False) -> tuple[list[str], np.ndarray]:
+    """The stored regime label and probabilities (columns ``PROBABILITY_COLUMNS``) of each of
+    ``days``. A day without a stored regime is an error, or with ``fill`` NORMAL with certainty."""
+    reg = dict(zip(regimes["date"].to_list(), regimes["regime"].to_list()))
+    if not fill:
+        missing = [d for d in days if d not in reg]
+        if missing:
+            raise StoredDataError(f"regime_series lacks {len(missing)} backtest dates (first {missing[0]}); run the refresh job.")
+    normal = [1.0 if r is Regime.NORMAL else 0.0 for r in Regime]
+    labels = [reg.get(d, Regime.NORMAL.name) for d in days]
+    probs_by_date = {r["date"]: [r[c] for c in PROBABILITY_COLUMNS] for r in regimes.iter_rows(named=True)}
+    return labels, np.array([probs_by_date.get(d, normal) for d in days])

@@ -261,3 +261,8 @@ def comparison_table_md(report: dict) -> str:
     for key in m["baseline"]:
         rows.append(f"| {key} | " + " | ".join("n/a" if v.get(key) is None else f"{v[key]:.4f}" for _, v in cols) + " |")
     return "\n".join(rows)
+
+
+def weights_md(symbols, weights) -> str:
+    """``symbol | weight`` as a markdown table (weights to 4 decimals)."""
+    return "| symbol | weight |\n|---|---:|\n" + "\n".join(f"| {s} | {w:.4f} |" for s, w in zip(symbols, weights))

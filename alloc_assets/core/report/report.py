@@ -34,7 +34,7 @@ from alloc_assets.core.report.sections import (
     subperiods_block,
     today_block,
 )
-from alloc_assets.core.portfolio.backtest import BacktestResult
+from alloc_assets.core.portfolio.backtest import BacktestResult, scalar_in_force
 from alloc_assets.core.report.metrics import PERIODS_PER_YEAR, compute_metrics, metric_delta
 from alloc_assets.core.report.verdict import VerdictEvidence, VerdictThresholds, market_conditions, verdict
 
@@ -141,6 +141,19 @@ def top_derisk_events(scalar_dates: np.ndarray, scalars: np.ndarray, regimes_at:
             break
         events.append({"date": iso_day(scalar_dates[i]), "scalar": float(s[i]), "regime": str(regimes_at[i])})
     return events
+
+
+def governor_samples(dates: np.ndarray, applied_dates: np.ndarray, applied: np.ndarray, first_trade,
+                     off: bool, missing_as: float) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """The governor's scalar in force each day (1 throughout when the allocator is off), the row of
+    the strategy's first trade (``first_trade`` a date, or None: no trade), and the overlay dates
+    from that row on with their scalars: the verdict and the usage block sample the governor there
+    (every date counts once; trade rows would over-weight the dates where it changed)."""
+    governor = np.ones(len(dates)) if off else scalar_in_force(dates, applied_dates, applied, missing_as)
+    first = int(np.searchsorted(dates, np.datetime64(first_trade, "D"))) if first_trade is not None else len(dates)
+    on = applied_dates >= dates[min(first, len(dates) - 1)]
+    scalars = np.ones(int(on.sum())) if off else applied[on]
+    return governor, first, applied_dates[on], scalars
 
 
 def build_report(

@@ -14,6 +14,7 @@ import polars as pl
 from alloc_assets.core.portfolio.backtest import AllocatorMode, BacktestResult, overlay_trades, run_backtest, scalar_in_force
 from alloc_assets.core.portfolio.profiles import get_profile
 from alloc_assets.core.portfolio.weights import profile_weights
+from alloc_assets.core.report.rendering import weights_md
 from alloc_assets.defs.allocator.assets import load_panel
 from alloc_assets.defs.common import SINGLE_RUN, WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, column_schema, raise_on_blocking
 from alloc_assets.schemas import (
@@ -156,8 +157,7 @@ def weights_raw(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, b
             "profile": profile.name,
             "limits_rule": dg.MetadataValue.json(rule),
             "trade_dates": int(len(sw.trade_idx)),
-            "last_weights": dg.MetadataValue.md("| symbol | weight |\n|---|---:|\n" + "\n".join(
-                f"| {s} | {w:.4f} |" for s, w in zip(last["symbol"], last["weight"]))),
+            "last_weights": dg.MetadataValue.md(weights_md(last["symbol"], last["weight"])),
         })
         for o in outcomes:
             yield check_result(o, "weights_raw")

@@ -13,14 +13,13 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from alloc_assets.core.allocator.regimes import PROBABILITY_COLUMNS
 from alloc_assets.core.allocator.scalars import applied_scalars as compute_applied
 from alloc_assets.core.common.files import atomic_write
 from alloc_assets.core.portfolio.backtest import AllocatorMode, run_overlay, scalar_in_force
 from alloc_assets.core.report.controls import control_scalars
 from alloc_assets.core.report.metrics import daily_rate
 from alloc_assets.core.report.rendering import comparison_table_md, episodes_md, report_markdown, run_summary
-from alloc_assets.core.report.report import REPORT_KEYS, AuditInputs, build_report, jsonable
+from alloc_assets.core.report.report import REPORT_KEYS, AuditInputs, build_report, governor_samples, jsonable
 from alloc_assets.defs.common import JUMP_FITS_TABLE, SINGLE_RUN, WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, jump_fit_rows, new_fit_rows, raise_on_blocking
 from alloc_assets.defs.portfolio.assets import GROUP_STRATEGY, backtest_frame, backtest_outcome, check_specs, stored_data_failures
 from alloc_assets.schemas import BACKTEST_CHECKS, CHECK_BACKTEST_FINITE, CHECK_REPORT_KEYS, REPORT_CHECKS, CheckOutcome
@@ -29,6 +28,7 @@ from alloc_assets.store.backtests import (
     applied_series,
     benchmark_returns,
     data_fallbacks,
+    regimes_on_dates,
     report_inputs,
     result_from_table,
     strategy_book,
@@ -118,26 +118,12 @@ def comparison_report(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
     ``$ALLOC_HOME/reports/<profile>/two_pass_comparison.{json,md}`` (figures: ``report_figures``)."""
     with stored_data_failures():
         base, scaled, regimes, weights, raw_first, applied, computed, controls, bench = report_inputs(warehouse)
+        labels, probs = regimes_on_dates(regimes, base["date"].to_list())
     dates = base["date"].to_numpy().astype("datetime64[D]")
-    reg = dict(zip(regimes["date"].to_list(), regimes["regime"].to_list()))
-    missing = [d for d in base["date"].to_list() if d not in reg]
-    if missing:
-        raise dg.Failure(allow_retries=False, description=f"regime_series lacks {len(missing)} backtest dates (first {missing[0]}); "
-                                     "run the refresh job.")
-    labels = [reg[d] for d in base["date"].to_list()]
-    probs_by_date = {r["date"]: [r[c] for c in PROBABILITY_COLUMNS] for r in regimes.iter_rows(named=True)}
-    probs = np.array([probs_by_date[d] for d in base["date"].to_list()])
     mode = AllocatorMode(backtest.allocator_mode)
-    a_dates = applied["date"].to_numpy().astype("datetime64[D]")
-    a_vals = applied["risk_scalar_applied"].to_numpy()
-    governor = (np.ones(len(dates)) if mode is AllocatorMode.OFF
-                else scalar_in_force(dates, a_dates, a_vals, allocator.apply_missing_scalar_as))
-    first = int(np.searchsorted(dates, np.datetime64(raw_first, "D"))) if raw_first is not None else len(dates)
-    # the verdict and the usage block sample the governor at its overlay dates once the strategy is
-    # invested (every date counts once; trade rows would over-weight the dates where it changed)
-    on = a_dates >= dates[min(first, len(dates) - 1)]
-    scalar_dates = a_dates[on]
-    scalars = np.ones(int(on.sum())) if mode is AllocatorMode.OFF else a_vals[on]
+    governor, first, scalar_dates, scalars = governor_samples(
+        dates, applied["date"].to_numpy().astype("datetime64[D]"), applied["risk_scalar_applied"].to_numpy(), raw_first,
+        mode is AllocatorMode.OFF, allocator.apply_missing_scalar_as)
     nxt = computed.row(0) if computed.height else (None, None)
     config = {k: v for k, v in allocator.model_dump().items() if k != "overrides_file"}
     config.update(cost_bps=backtest.cost_bps, cash_rate=backtest.cash_rate)
@@ -208,11 +194,8 @@ def report_figures(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
 
     with stored_data_failures():
         base, scaled, regimes, weights, _, _, _, controls, bench = report_inputs(warehouse)
+    labels, probs = regimes_on_dates(regimes, base["date"].to_list(), fill=True)
     dates = base["date"].to_numpy().astype("datetime64[D]")
-    reg = dict(zip(regimes["date"].to_list(), regimes["regime"].to_list()))
-    labels = [reg.get(d, "NORMAL") for d in base["date"].to_list()]
-    probs_by_date = {r["date"]: [r[c] for c in PROBABILITY_COLUMNS] for r in regimes.iter_rows(named=True)}
-    probs = np.array([probs_by_date.get(d, [1.0, 0.0, 0.0, 0.0]) for d in base["date"].to_list()])
     out_dir = backtest.reports_root() / backtest.profile
     out_dir.mkdir(parents=True, exist_ok=True)
     report = json.loads((out_dir / "two_pass_comparison.json").read_text())
