@@ -101,7 +101,7 @@ def _run(progress: Progress, log: Path) -> int:
     import dagster as dg
     import polars as pl
 
-    from alloc_assets.core.report.report import comparison_table, episodes_table, headline_line, today_line
+    from alloc_assets.core.report.rendering import comparison_table, episodes_table, headline_line, today_line
     from alloc_assets.definitions import defs
     from alloc_assets.defs.sim.assets import SCENARIOS, scenario_models, stress_tests
     from resources.backtest import BacktestSettings

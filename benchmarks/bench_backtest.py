@@ -13,7 +13,9 @@ import json
 
 import numpy as np
 
-from alloc_assets.core.portfolio import strategies as st
+from alloc_assets.core.portfolio.profiles import DEFAULT_PROFILE, RiskLimits, Transition, sector_ids
+from alloc_assets.core.portfolio.sleeves import reallocate_sleeves, sleeve_inputs
+from alloc_assets.core.portfolio.weights import profile_weights
 from alloc_assets.core.portfolio.backtest import run_two_passes
 from alloc_assets.core.market.calendar import rebalance_indices
 from alloc_assets.core.market.panel import load_bundled_panel
@@ -35,9 +37,9 @@ def _simple_regimes(benchmark: np.ndarray) -> np.ndarray:
 def bench_backtest_and_report_full_history() -> dict:
     panel = load_bundled_panel()
     returns = panel.returns()
-    profile = st.DEFAULT_PROFILE
-    weights_s, _ = time_median(lambda: st.profile_weights(panel, profile), repeats=3, warmup=1)
-    weights = st.profile_weights(panel, profile)
+    profile = DEFAULT_PROFILE
+    weights_s, _ = time_median(lambda: profile_weights(panel, profile), repeats=3, warmup=1)
+    weights = profile_weights(panel, profile)
     labels = _simple_regimes(panel.benchmark)
     idx = weights.rebalance_idx
     scalars = np.r_[1.0, [_SCALAR_MAP[labels[i]] for i in idx[:-1]]]  # computed at r(k-1), applied at r(k)
@@ -62,14 +64,14 @@ def bench_backtest_and_report_full_history() -> dict:
 def bench_reallocation_10000_strategies() -> dict:
     panel = load_bundled_panel()
     returns = panel.returns()
-    sid = st.sector_ids(panel.symbols, panel.sectors)
-    idx = rebalance_indices(panel.dates, st.DEFAULT_PROFILE.frequency)
-    inputs = st.sleeve_inputs(returns, idx, sid, n_sleeves=10_000, seed=0)
-    limits = st.RiskLimits(max_weight=0.20, max_sector_weight=0.30, max_total_risk=0.35)
-    transition = st.Transition(max_change=0.10, min_change=0.05)
+    sid = sector_ids(panel.symbols, panel.sectors)
+    idx = rebalance_indices(panel.dates, DEFAULT_PROFILE.frequency)
+    inputs = sleeve_inputs(returns, idx, sid, n_sleeves=10_000, seed=0)
+    limits = RiskLimits(max_weight=0.20, max_sector_weight=0.30, max_total_risk=0.35)
+    transition = Transition(max_change=0.10, min_change=0.05)
 
     def reallocate():
-        return st.reallocate_sleeves(inputs.cov, inputs.universe, inputs.prev, sid, limits, transition, inputs.cov_index)
+        return reallocate_sleeves(inputs.cov, inputs.universe, inputs.prev, sid, limits, transition, inputs.cov_index)
 
     median, times = time_median(reallocate, repeats=5, warmup=1)
     return {
@@ -81,15 +83,8 @@ def bench_reallocation_10000_strategies() -> dict:
     }
 
 
-if __name__ == "__main__":
-    print(json.dumps({
-        "backtest_and_report_full_history": bench_backtest_and_report_full_history(),
-        "reallocation_10000_strategies": bench_reallocation_10000_strategies(),
-    }, indent=2))
-
-
 def bench_report_with_controls_episodes_bootstrap() -> dict:
-    """Issue 12's target: the report with its three controls, the drawdown episodes and a
+    """Target: the report with its three controls, the drawdown episodes and a
     1,000-draw stationary bootstrap over the full bundled history, under 5 s. Timed: the weekly
     overlay of the governed book and of each control (same engine, costs, lag) and ``build_report``
     with the audit sections. The jump-model refits are cached beforehand, as in a daily run (they
@@ -105,7 +100,7 @@ def bench_report_with_controls_episodes_bootstrap() -> dict:
     panel = load_bundled_panel()
     returns = panel.returns()
     dates = panel.dates
-    weights = st.profile_weights(panel, st.DEFAULT_PROFILE)
+    weights = profile_weights(panel, DEFAULT_PROFILE)
     labels = _simple_regimes(panel.benchmark)
     governor_risk = np.array([_SCALAR_MAP[x] for x in labels])
     bench_r = np.full(len(dates), np.nan)
@@ -150,3 +145,10 @@ def bench_report_with_controls_episodes_bootstrap() -> dict:
         "controls": sorted(out["controls"]),
         "jump_model_walk_forward_s": round(first_time, 2),
     }
+
+
+if __name__ == "__main__":
+    print(json.dumps({
+        "backtest_and_report_full_history": bench_backtest_and_report_full_history(),
+        "reallocation_10000_strategies": bench_reallocation_10000_strategies(),
+    }, indent=2))

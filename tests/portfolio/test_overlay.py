@@ -1,4 +1,4 @@
-"""The overlay acts at its own cadence on the drifted book (issue 12, part 1).
+"""The overlay acts at its own cadence on the drifted book.
 
 References are closed forms computed here by hand (drift of a two-asset book, the cost of the
 overlay trade), or the engine's original construction (scalar x target at the strategy's trades),

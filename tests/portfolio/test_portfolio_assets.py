@@ -11,7 +11,9 @@ import polars as pl
 import pytest
 
 from alloc_assets.defs.allocator.assets import ALLOCATOR_ASSETS
-from alloc_assets.defs.portfolio.assets import BACKTEST_ASSETS, REPORT_KEYS
+from alloc_assets.core.report.report import REPORT_KEYS
+from alloc_assets.defs.portfolio.assets import BACKTEST_ASSETS
+from alloc_assets.defs.report.assets import REPORT_ASSETS
 from resources.backtest import BacktestSettings
 from alloc_assets.defs.automation.jobs import refresh_job
 from alloc_assets.defs.market.assets import market_prices
@@ -48,9 +50,9 @@ def read_tables(wh: DuckDBWarehouse) -> dict[str, pl.DataFrame]:
 def run_backtests(history, mode: str) -> dict[str, pl.DataFrame]:
     home, wh, resources = history
     settings = BacktestSettings(allocator_mode=mode, reports_dir=str(home / f"reports_{mode}"))
-    result = dg.materialize([*BACKTEST_ASSETS], instance=dg.DagsterInstance.ephemeral(),
+    result = dg.materialize([*BACKTEST_ASSETS, *REPORT_ASSETS], instance=dg.DagsterInstance.ephemeral(),
                             resources={**resources, "backtest": settings},
-                            selection=[a.key for a in BACKTEST_ASSETS])
+                            selection=[a.key for a in (*BACKTEST_ASSETS, *REPORT_ASSETS)])
     assert result.success
     return read_tables(wh)
 
@@ -141,7 +143,7 @@ def test_refresh_job_is_one_run_from_market_data_to_the_report(history, precompu
     home = tmp_path / "job"
     local = DuckDBWarehouse(path=str(home / "warehouse.duckdb"))
     defs = dg.Definitions(
-        assets=[market_prices, *ALLOCATOR_ASSETS, *BACKTEST_ASSETS], jobs=[refresh_job],
+        assets=[market_prices, *ALLOCATOR_ASSETS, *BACKTEST_ASSETS, *REPORT_ASSETS], jobs=[refresh_job],
         resources={"warehouse": local, "market_source": MarketDataSource(path=""),
                    "landing": LandingZone(path=str(home / "landing")),
                    "allocator": AllocatorSettings(overrides_file=str(home / "none.csv")),
@@ -153,7 +155,7 @@ def test_refresh_job_is_one_run_from_market_data_to_the_report(history, precompu
     assert len(result.asset_materializations_for_node("market_prices")) == 5  # one per year
     done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert done == {"market_prices", "latent_state", "regime_series", "risk_scalars", "applied_scalars",
-                    *(a.key.to_user_string() for a in BACKTEST_ASSETS)}
+                    *(a.key.to_user_string() for a in (*BACKTEST_ASSETS, *REPORT_ASSETS))}
     for name in ("latent_state", "regime_series", "risk_scalars", "applied_scalars"):
         q = f"SELECT * FROM {name} ORDER BY date"
         assert local.query(q).equals(wh.query(q)), name
@@ -170,9 +172,9 @@ def test_the_report_uses_the_cash_rate_as_risk_free_rate(history, precomputed):
 
     home, wh, resources = history
     settings = BacktestSettings(cash_rate=0.03, reports_dir=str(home / "reports_cash"))
-    assert dg.materialize([*BACKTEST_ASSETS], instance=dg.DagsterInstance.ephemeral(),
+    assert dg.materialize([*BACKTEST_ASSETS, *REPORT_ASSETS], instance=dg.DagsterInstance.ephemeral(),
                           resources={**resources, "backtest": settings},
-                          selection=[a.key for a in BACKTEST_ASSETS]).success
+                          selection=[a.key for a in (*BACKTEST_ASSETS, *REPORT_ASSETS)]).success
     report = json.loads((home / "reports_cash" / "risk_parity" / "two_pass_comparison.json").read_text())
     rf = 1.03 ** (1 / 252) - 1
     for book, table in (("baseline", "baseline_backtest"), ("scaled", "scaled_backtest")):
@@ -196,7 +198,7 @@ def test_overlay_and_controls_have_no_look_ahead(history, precomputed, tmp_path)
                  "landing": LandingZone(path=str(home / "landing")),
                  "allocator": AllocatorSettings(overrides_file=str(home / "none.csv")),
                  "backtest": BacktestSettings(reports_dir=str(home / "reports"))}
-    assets = [market_prices, *ALLOCATOR_ASSETS, *BACKTEST_ASSETS]
+    assets = [market_prices, *ALLOCATOR_ASSETS, *BACKTEST_ASSETS, *REPORT_ASSETS]
     assert dg.materialize(assets, instance=dg.DagsterInstance.ephemeral(), resources=resources,
                           tags=range_tags("2005", "2007")).success
     cut = "2007-12-31"

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alloc_assets.core.portfolio import strategies as st
+from alloc_assets.core.portfolio.covariance import trailing_covariances
+from alloc_assets.core.portfolio.limits import apply_risk_limits, ex_ante_volatility, sector_onehot
+from alloc_assets.core.portfolio.profiles import DEFAULT_PROFILE, RiskLimits, StrategyKind, StrategyProfile, Transition, VolWeighting, get_profile, sector_ids
+from alloc_assets.core.portfolio.risk_parity import risk_parity_weights
+from alloc_assets.core.portfolio.sleeves import reallocate_sleeves, sleeve_inputs
+from alloc_assets.core.portfolio.transitions import smooth_transition
+from tests.portfolio.reference_strategies import risk_contributions, spread_path
+from alloc_assets.core.portfolio.weights import profile_weights, raw_weights, weights_raw
 from alloc_assets.core.portfolio.backtest import run_backtest
 from alloc_assets.core.market.calendar import RebalanceFrequency, rebalance_indices
 from alloc_assets.core.market.panel import load_bundled_panel
@@ -20,7 +27,7 @@ def panel():
 def bundled(panel):
     returns = panel.returns()
     idx = rebalance_indices(panel.dates, RebalanceFrequency.MONTHLY)
-    sid = st.sector_ids(panel.symbols, panel.sectors)
+    sid = sector_ids(panel.symbols, panel.sectors)
     return returns, idx, sid
 
 
@@ -30,7 +37,7 @@ def _random_cov(rng, n, k=None):
 
 
 def _limits_hold(w, sid, limits, cov=None, tol=1e-12):
-    onehot = st._sector_onehot(sid)
+    onehot = sector_onehot(sid)
     assert np.all(w >= -tol)
     assert np.all(w.sum(axis=-1) <= 1 + tol)
     if limits.max_weight is not None:
@@ -38,7 +45,7 @@ def _limits_hold(w, sid, limits, cov=None, tol=1e-12):
     if limits.max_sector_weight is not None:
         assert (w @ onehot).max() <= limits.max_sector_weight + tol
     if limits.max_total_risk is not None and cov is not None:
-        assert st.ex_ante_volatility(w, cov).max() <= limits.max_total_risk + 1e-10
+        assert ex_ante_volatility(w, cov).max() <= limits.max_total_risk + 1e-10
 
 
 # ---------------------------------------------------------------- risk parity
@@ -47,8 +54,8 @@ def _limits_hold(w, sid, limits, cov=None, tol=1e-12):
 def test_risk_parity_equalises_risk_contributions_batched():
     rng = np.random.default_rng(0)
     covs = np.stack([_random_cov(rng, 12) for _ in range(50)])
-    w = st.risk_parity_weights(covs)
-    rc = st.risk_contributions(w, covs)
+    w = risk_parity_weights(covs)
+    rc = risk_contributions(w, covs)
     np.testing.assert_allclose(rc, 1 / 12, atol=1e-8, rtol=0)
     np.testing.assert_allclose(w.sum(axis=1), 1.0)
     assert np.all(w > 0)
@@ -57,37 +64,37 @@ def test_risk_parity_equalises_risk_contributions_batched():
 def test_risk_parity_closed_forms():
     # uncorrelated assets: weights proportional to 1 / vol
     vols = np.array([0.01, 0.02, 0.04, 0.015])
-    w = st.risk_parity_weights(np.diag(vols**2))
+    w = risk_parity_weights(np.diag(vols**2))
     np.testing.assert_allclose(w, (1 / vols) / (1 / vols).sum(), rtol=1e-12)
     # two assets, any correlation: 1 / vol as well
     cov = np.array([[0.02**2, 0.6 * 0.02 * 0.05], [0.6 * 0.02 * 0.05, 0.05**2]])
-    np.testing.assert_allclose(st.risk_parity_weights(cov), [5 / 7, 2 / 7], rtol=1e-12)
+    np.testing.assert_allclose(risk_parity_weights(cov), [5 / 7, 2 / 7], rtol=1e-12)
 
 
 def test_risk_parity_budgets():
     rng = np.random.default_rng(1)
     cov = _random_cov(rng, 6)
     budgets = np.array([1, 2, 3, 1, 1, 2], dtype=float)
-    w = st.risk_parity_weights(cov, budgets=budgets)
-    np.testing.assert_allclose(st.risk_contributions(w, cov), budgets / budgets.sum(), atol=1e-10)
+    w = risk_parity_weights(cov, budgets=budgets)
+    np.testing.assert_allclose(risk_contributions(w, cov), budgets / budgets.sum(), atol=1e-10)
 
 
 def test_risk_parity_masked_equals_sub_universe():
     rng = np.random.default_rng(2)
     cov = _random_cov(rng, 10)
     mask = np.array([1, 0, 1, 1, 0, 1, 1, 0, 1, 1], dtype=bool)
-    w = st.risk_parity_weights(cov, mask=mask)
-    sub = st.risk_parity_weights(cov[np.ix_(mask, mask)])
+    w = risk_parity_weights(cov, mask=mask)
+    sub = risk_parity_weights(cov[np.ix_(mask, mask)])
     assert np.all(w[~mask] == 0)
     np.testing.assert_allclose(w[mask], sub, rtol=1e-10)
 
 
 def test_risk_parity_on_every_bundled_rebalance(bundled):
     returns, idx, _ = bundled
-    cov, n_obs = st.trailing_covariances(returns, idx[idx >= 126], 126)
+    cov, n_obs = trailing_covariances(returns, idx[idx >= 126], 126)
     assert np.all(n_obs == 126)
-    w = st.risk_parity_weights(cov)
-    np.testing.assert_allclose(st.risk_contributions(w, cov), 1 / 20, atol=1e-8, rtol=0)
+    w = risk_parity_weights(cov)
+    np.testing.assert_allclose(risk_contributions(w, cov), 1 / 20, atol=1e-8, rtol=0)
 
 
 def test_trailing_covariance_is_causal_ledoit_wolf(bundled):
@@ -96,7 +103,7 @@ def test_trailing_covariance_is_causal_ledoit_wolf(bundled):
     sk = pytest.importorskip("sklearn.covariance")
     returns, idx, _ = bundled
     for k, window in ((50, 63), (200, 126), (394, 126)):
-        cov, n_obs = st.trailing_covariances(returns, idx[k : k + 1], window)
+        cov, n_obs = trailing_covariances(returns, idx[k : k + 1], window)
         x = returns[idx[k] - window + 1 : idx[k] + 1]
         ref = sk.LedoitWolf().fit(x).covariance_
         assert n_obs[0] == window
@@ -104,7 +111,7 @@ def test_trailing_covariance_is_causal_ledoit_wolf(bundled):
         assert 0 < sk.LedoitWolf().fit(x).shrinkage_ < 1
     # the first window skips the NaN row 0 and is shorter; a stale name (RRC: zero returns in early
     # 1990) is left out of the estimate, with zero covariances
-    cov0, n0 = st.trailing_covariances(returns, idx[:1], 63)
+    cov0, n0 = trailing_covariances(returns, idx[:1], 63)
     assert n0[0] == idx[0] and np.all(np.isfinite(cov0))
     x0 = returns[1 : idx[0] + 1]
     live = x0.std(axis=0) > 0
@@ -116,10 +123,10 @@ def test_trailing_covariance_is_causal_ledoit_wolf(bundled):
 
 def test_trailing_covariance_is_deterministic_and_independent_of_the_batch(bundled):
     returns, idx, _ = bundled
-    cov, _ = st.trailing_covariances(returns, idx, 126)
-    np.testing.assert_array_equal(cov, st.trailing_covariances(returns, idx, 126)[0])
+    cov, _ = trailing_covariances(returns, idx, 126)
+    np.testing.assert_array_equal(cov, trailing_covariances(returns, idx, 126)[0])
     for k in (0, 5, 200, idx.size - 1):  # short early windows and full ones, alone or in a batch
-        np.testing.assert_array_equal(cov[k], st.trailing_covariances(returns, idx[k : k + 1], 126)[0][0])
+        np.testing.assert_array_equal(cov[k], trailing_covariances(returns, idx[k : k + 1], 126)[0][0])
 
 
 def test_trailing_covariance_of_a_zero_variance_name_is_zero_and_the_rest_is_ledoit_wolf():
@@ -129,7 +136,7 @@ def test_trailing_covariance_of_a_zero_variance_name_is_zero_and_the_rest_is_led
     returns[0, 2] = np.nan
     returns[:, 4] = 0.001  # a constant return is a zero variance too
     returns[0, 4] = np.nan
-    cov, _ = st.trailing_covariances(returns, np.array([40]), 30)
+    cov, _ = trailing_covariances(returns, np.array([40]), 30)
     live = np.array([0, 1, 3, 5])
     lw = sk.LedoitWolf().fit(returns[11:41][:, live])
     assert 0 < lw.shrinkage_ < 1
@@ -162,18 +169,18 @@ def test_risk_parity_on_more_names_than_days_is_finite_with_equal_risk():
     lw = sk.LedoitWolf().fit(window)
     assert 0 < lw.shrinkage_ < 1
     sigma = lw.covariance_
-    cov, n_obs = st.trailing_covariances(returns, np.array([20]), 20)
+    cov, n_obs = trailing_covariances(returns, np.array([20]), 20)
     assert n_obs[0] == 20
-    w = st.risk_parity_weights(cov[0])
+    w = risk_parity_weights(cov[0])
     assert np.all(np.isfinite(w)) and np.all(w > 0)
     assert w.sum() == pytest.approx(1.0, abs=1e-14)
     sw = sigma @ w
     rc = w * sw / (w @ sw)
     np.testing.assert_allclose(rc, 1 / 30, rtol=0, atol=1e-10)
     # the same through the profile (a 20-day lookback, ready after 20 rows)
-    profile = st.StrategyProfile(lookback=20, min_history=20, limits=st.RiskLimits(None, None, None),
-                                 transition=st.Transition(min_change=0.0))
-    wp = st.weights_raw(returns, np.array([20]), profile).target[0]
+    profile = StrategyProfile(lookback=20, min_history=20, limits=RiskLimits(None, None, None),
+                                 transition=Transition(min_change=0.0))
+    wp = weights_raw(returns, np.array([20]), profile).target[0]
     sw = sigma @ wp
     np.testing.assert_allclose(wp * sw / (wp @ sw), 1 / 30, rtol=0, atol=1e-10)
     assert wp.sum() == pytest.approx(1.0, abs=1e-14)
@@ -183,21 +190,21 @@ def test_zero_variance_name_gets_zero_weight_and_does_not_raise():
     sk = pytest.importorskip("sklearn.covariance")
     returns = _singular_window()
     returns[1:, 7] = 0.0  # constant price over the whole window
-    cov, _ = st.trailing_covariances(returns, np.array([20]), 20)
-    w = st.risk_parity_weights(cov[0])  # the solver itself excludes a zero-variance name
+    cov, _ = trailing_covariances(returns, np.array([20]), 20)
+    w = risk_parity_weights(cov[0])  # the solver itself excludes a zero-variance name
     assert w[7] == 0.0 and np.all(np.isfinite(w)) and w.sum() == pytest.approx(1.0, abs=1e-14)
     live = np.arange(30) != 7
     sigma = sk.LedoitWolf().fit(returns[1:, live]).covariance_
     sw = sigma @ w[live]
     np.testing.assert_allclose(w[live] * sw / (w[live] @ sw), 1 / 29, rtol=0, atol=1e-10)
-    for kind in (st.StrategyKind.RISK_PARITY, st.StrategyKind.HYBRID, st.StrategyKind.INVERSE_VOL, st.StrategyKind.VOL_TARGET):
-        profile = st.StrategyProfile(name=kind.value, kind=kind, lookback=20, min_history=20, vol_window=20)
-        out = st.weights_raw(returns, np.array([20]), profile).target[0]
+    for kind in (StrategyKind.RISK_PARITY, StrategyKind.HYBRID, StrategyKind.INVERSE_VOL, StrategyKind.VOL_TARGET):
+        profile = StrategyProfile(name=kind.value, kind=kind, lookback=20, min_history=20, vol_window=20)
+        out = weights_raw(returns, np.array([20]), profile).target[0]
         assert np.all(np.isfinite(out)) and np.all(out >= 0)
-        if kind is not st.StrategyKind.HYBRID:  # hybrid's momentum half is not covariance based
+        if kind is not StrategyKind.HYBRID:  # hybrid's momentum half is not covariance based
             assert out[7] == 0.0
     # a universe of zero-variance names only: every risk contribution is 0, so equal weight is ERC
-    np.testing.assert_allclose(st.risk_parity_weights(np.zeros((3, 3))), 1 / 3, rtol=1e-15)
+    np.testing.assert_allclose(risk_parity_weights(np.zeros((3, 3))), 1 / 3, rtol=1e-15)
 
 
 def test_degenerate_window_with_no_shrinkage_falls_back_to_inverse_vol():
@@ -209,10 +216,10 @@ def test_degenerate_window_with_no_shrinkage_falls_back_to_inverse_vol():
     amp = np.array([0.01, 0.02, 0.015, 0.03])
     returns = np.vstack([np.full(4, np.nan), np.outer(sign, amp) * np.array([1, -1, 1, -1])])
     assert sk.LedoitWolf().fit(returns[1:]).shrinkage_ < 1e-12  # 0 up to rounding
-    cov, _ = st.trailing_covariances(returns, np.array([20]), 20)
+    cov, _ = trailing_covariances(returns, np.array([20]), 20)
     assert np.linalg.matrix_rank(cov[0]) == 1
-    profile = st.StrategyProfile(lookback=20, min_history=20, limits=st.RiskLimits(None, None, None))
-    w = st.raw_weights(returns, np.array([20]), profile)[0]
+    profile = StrategyProfile(lookback=20, min_history=20, limits=RiskLimits(None, None, None))
+    w = raw_weights(returns, np.array([20]), profile)[0]
     np.testing.assert_allclose(w, (1 / amp) / (1 / amp).sum(), rtol=1e-12)
 
 
@@ -220,41 +227,41 @@ def test_degenerate_window_with_no_shrinkage_falls_back_to_inverse_vol():
 
 
 def test_single_name_cap_redistributes_pro_rata():
-    limits = st.RiskLimits(max_weight=0.4, max_sector_weight=None, max_total_risk=None)
-    w = st.apply_risk_limits(np.array([0.5, 0.3, 0.2]), np.arange(3), limits)
+    limits = RiskLimits(max_weight=0.4, max_sector_weight=None, max_total_risk=None)
+    w = apply_risk_limits(np.array([0.5, 0.3, 0.2]), np.arange(3), limits)
     np.testing.assert_allclose(w, [0.4, 0.36, 0.24])
 
 
 def test_cascading_caps_and_infeasible_goes_to_cash():
-    limits = st.RiskLimits(max_weight=0.35, max_sector_weight=None, max_total_risk=None)
-    w = st.apply_risk_limits(np.array([0.5, 0.3, 0.2]), np.arange(3), limits)
+    limits = RiskLimits(max_weight=0.35, max_sector_weight=None, max_total_risk=None)
+    w = apply_risk_limits(np.array([0.5, 0.3, 0.2]), np.arange(3), limits)
     # 0.5 -> 0.35; 0.15 to the others pro rata -> 0.39, 0.26; 0.39 -> 0.35; 0.04 to the last -> 0.30
     np.testing.assert_allclose(w, [0.35, 0.35, 0.30])
-    tight = st.RiskLimits(max_weight=0.2, max_sector_weight=None, max_total_risk=None)
-    w = st.apply_risk_limits(np.array([0.5, 0.3, 0.2]), np.arange(3), tight)
+    tight = RiskLimits(max_weight=0.2, max_sector_weight=None, max_total_risk=None)
+    w = apply_risk_limits(np.array([0.5, 0.3, 0.2]), np.arange(3), tight)
     np.testing.assert_allclose(w, [0.2, 0.2, 0.2])  # 0.4 cannot be placed: cash
 
 
 def test_sector_cap_scales_sector_and_feeds_others():
-    limits = st.RiskLimits(max_weight=None, max_sector_weight=0.3, max_total_risk=None)
+    limits = RiskLimits(max_weight=None, max_sector_weight=0.3, max_total_risk=None)
     sid = np.array([0, 0, 1, 1, 2])
-    w = st.apply_risk_limits(np.array([0.3, 0.2, 0.1, 0.1, 0.3]), sid, limits)
+    w = apply_risk_limits(np.array([0.3, 0.2, 0.1, 0.1, 0.3]), sid, limits)
     # sector 0 scaled 0.5 -> 0.3; its 0.2 goes to sector 1 (sector 2 is full), which then overflows
     # to 0.4 and is scaled back to 0.3; the last 0.1 has nowhere to go: cash
     np.testing.assert_allclose(w, [0.18, 0.12, 0.15, 0.15, 0.3])
     sid = np.array([0, 0, 1, 2])
-    w = st.apply_risk_limits(np.array([0.3, 0.2, 0.25, 0.25]), sid, limits)
+    w = apply_risk_limits(np.array([0.3, 0.2, 0.25, 0.25]), sid, limits)
     np.testing.assert_allclose(w, [0.18, 0.12, 0.3, 0.3])  # single-name sectors hit the cap too
     # names at zero never receive weight
-    w = st.apply_risk_limits(np.array([0.3, 0.2, 0.5, 0.0]), sid, st.RiskLimits(max_weight=0.4, max_sector_weight=0.3, max_total_risk=None))
+    w = apply_risk_limits(np.array([0.3, 0.2, 0.5, 0.0]), sid, RiskLimits(max_weight=0.4, max_sector_weight=0.3, max_total_risk=None))
     assert w[3] == 0.0 and w.sum() == pytest.approx(0.6)  # 0.3 + 0.3, the rest in cash
 
 
 def test_total_risk_cap_scales_to_cash():
     cov = np.diag([0.02, 0.03]) ** 2
-    limits = st.RiskLimits(max_weight=None, max_sector_weight=None, max_total_risk=0.1)
-    w = st.apply_risk_limits(np.array([0.5, 0.5]), np.arange(2), limits, cov)
-    assert st.ex_ante_volatility(w, cov) == pytest.approx(0.1)
+    limits = RiskLimits(max_weight=None, max_sector_weight=None, max_total_risk=0.1)
+    w = apply_risk_limits(np.array([0.5, 0.5]), np.arange(2), limits, cov)
+    assert ex_ante_volatility(w, cov) == pytest.approx(0.1)
     np.testing.assert_allclose(w[0], w[1])
 
 
@@ -263,12 +270,12 @@ def test_limits_hold_on_random_books():
     sid = rng.integers(0, 5, size=15)
     raw = rng.dirichlet(np.full(15, 0.3), size=2000)
     covs = np.stack([_random_cov(rng, 15) for _ in range(2000)])
-    limits = st.RiskLimits(max_weight=0.2, max_sector_weight=0.3, max_total_risk=0.12)
-    w = st.apply_risk_limits(raw, sid, limits, covs)
+    limits = RiskLimits(max_weight=0.2, max_sector_weight=0.3, max_total_risk=0.12)
+    w = apply_risk_limits(raw, sid, limits, covs)
     _limits_hold(w, sid, limits, covs)
     # where the limits leave room, nothing is lost to cash
-    loose = st.RiskLimits(max_weight=0.2, max_sector_weight=0.3, max_total_risk=None)
-    w2 = st.apply_risk_limits(np.full((1, 15), 1 / 15), sid, loose)
+    loose = RiskLimits(max_weight=0.2, max_sector_weight=0.3, max_total_risk=None)
+    w2 = apply_risk_limits(np.full((1, 15), 1 / 15), sid, loose)
     assert w2.sum() == pytest.approx(min(1.0, 0.3 * len(set(sid))))
 
 
@@ -278,8 +285,8 @@ def test_limits_hold_on_random_books():
 def test_max_change_moves_uniformly_towards_target():
     prev = np.array([0.5, 0.5, 0.0])
     new = np.array([0.2, 0.4, 0.4])
-    tr = st.Transition(max_change=0.1, min_change=0.0)
-    out = st.smooth_transition(prev, new, tr, np.arange(3), st.RiskLimits(None, None, None))
+    tr = Transition(max_change=0.1, min_change=0.0)
+    out = smooth_transition(prev, new, tr, np.arange(3), RiskLimits(None, None, None))
     np.testing.assert_allclose(out, prev + 0.25 * (new - prev))
     assert np.abs(out - prev).max() == pytest.approx(0.1)
 
@@ -287,13 +294,13 @@ def test_max_change_moves_uniformly_towards_target():
 def test_min_change_threshold_is_relative_and_entries_exits_trade():
     prev = np.array([0.30, 0.30, 0.40, 0.00])
     new = np.array([0.31, 0.20, 0.39, 0.10])  # +3.3 %, -33 %, -2.5 %, entry
-    tr = st.Transition(min_change=0.05)
-    out = st.smooth_transition(prev, new, tr, np.arange(4), st.RiskLimits(None, None, None))
+    tr = Transition(min_change=0.05)
+    out = smooth_transition(prev, new, tr, np.arange(4), RiskLimits(None, None, None))
     np.testing.assert_allclose(out, [0.30, 0.20, 0.40, 0.10])
-    exit_ = st.smooth_transition(prev, np.array([0.31, 0.3, 0.39, 0.0]), tr, np.arange(4), st.RiskLimits(None, None, None))
+    exit_ = smooth_transition(prev, np.array([0.31, 0.3, 0.39, 0.0]), tr, np.arange(4), RiskLimits(None, None, None))
     assert exit_[3] == 0.0
     # held names that add up above 1 take the excess from the names that trade
-    over = st.smooth_transition(np.array([0.5, 0.5, 0.0]), np.array([0.48, 0.48, 0.04]), tr, np.arange(3), st.RiskLimits(None, None, None))
+    over = smooth_transition(np.array([0.5, 0.5, 0.0]), np.array([0.48, 0.48, 0.04]), tr, np.arange(3), RiskLimits(None, None, None))
     np.testing.assert_allclose(over, [0.5, 0.5, 0.0])
 
 
@@ -302,25 +309,25 @@ def test_min_change_band_is_on_the_drifted_weights():
     # of 0.30): it holds 0.33. Name 2 drifted from 0.40 to 0.39; its new target is its old one, 0.40,
     # within 5 % of 0.39: it holds 0.39 (the old rule set 0.40, trading against the drift). Name 1
     # moves from 0.28 to 0.20 (-29 %): it trades.
-    none = st.RiskLimits(None, None, None)
-    tr = st.Transition(min_change=0.05)
+    none = RiskLimits(None, None, None)
+    tr = Transition(min_change=0.05)
     prev = np.array([0.30, 0.30, 0.40])
-    out = st.smooth_transition(prev, np.array([0.34, 0.20, 0.40]), tr, np.arange(3), none, drifted=np.array([0.33, 0.28, 0.39]))
+    out = smooth_transition(prev, np.array([0.34, 0.20, 0.40]), tr, np.arange(3), none, drifted=np.array([0.33, 0.28, 0.39]))
     np.testing.assert_array_equal(out, [0.33, 0.20, 0.39])
     # held names above full investment: the excess is taken from the traders pro rata (rule unchanged)
-    out = st.smooth_transition(prev, np.array([0.34, 0.30, 0.36]), tr, np.arange(3), none, drifted=np.array([0.35, 0.25, 0.40]))
+    out = smooth_transition(prev, np.array([0.34, 0.30, 0.36]), tr, np.arange(3), none, drifted=np.array([0.35, 0.25, 0.40]))
     np.testing.assert_allclose(out, [0.35, 0.30 * 65 / 66, 0.36 * 65 / 66], rtol=1e-15)
     # a drifted weight above a limit is cut to it, to cash (limits win over the band)
-    out = st.smooth_transition(prev, np.array([0.36, 0.29, 0.35]), tr, np.arange(3), st.RiskLimits(0.36, None, None),
+    out = smooth_transition(prev, np.array([0.36, 0.29, 0.35]), tr, np.arange(3), RiskLimits(0.36, None, None),
                                drifted=np.array([0.37, 0.28, 0.35]))
     np.testing.assert_array_equal(out, [0.36, 0.28, 0.35])
     # without drift information the book is the previous target (a single step, as for the sleeves)
-    out = st.smooth_transition(prev, np.array([0.31, 0.20, 0.39]), tr, np.arange(3), none)
+    out = smooth_transition(prev, np.array([0.31, 0.20, 0.39]), tr, np.arange(3), none)
     np.testing.assert_array_equal(out, [0.30, 0.20, 0.40])
 
 
 # five names, equal weight capped at 0.19 (0.05 in cash); rebalances at rows 3 and 10
-_CAP = st.RiskLimits(max_weight=0.19, max_sector_weight=None, max_total_risk=None, fit_to_universe=False)  # binding on purpose
+_CAP = RiskLimits(max_weight=0.19, max_sector_weight=None, max_total_risk=None, fit_to_universe=False)  # binding on purpose
 _HELD = np.array([True, True, False, False, True])
 
 
@@ -345,8 +352,8 @@ def _engine_drifted(returns, trade_idx, targets, day, cash_rate=0.0):
 @pytest.mark.parametrize("cash_rate", [0.0, 0.05])
 def test_held_names_keep_their_drifted_weight_and_do_not_trade(cash_rate):
     returns, idx = _drift_returns()
-    profile = st.StrategyProfile(name="ew", kind="equal_weight", limits=_CAP)
-    out = st.weights_raw(returns, idx, profile, cash_rate_annual=cash_rate)
+    profile = StrategyProfile(name="ew", kind="equal_weight", limits=_CAP)
+    out = weights_raw(returns, idx, profile, cash_rate_annual=cash_rate)
     np.testing.assert_allclose(out.target[0], 0.19)
     # closed form: w_i G_i / (sum_j w_j G_j + cash G_cash), G the growth over rows 4..10
     growth = np.prod(1.0 + returns[4:11], axis=0)
@@ -368,8 +375,8 @@ def test_held_names_keep_their_drifted_weight_and_do_not_trade(cash_rate):
 
 def test_held_names_do_not_trade_on_any_day_of_a_spread():
     returns, idx = _drift_returns()
-    profile = st.StrategyProfile(name="ew", kind="equal_weight", limits=_CAP, transition=st.Transition(spread_days=3))
-    out = st.weights_raw(returns, idx, profile)
+    profile = StrategyProfile(name="ew", kind="equal_weight", limits=_CAP, transition=Transition(spread_days=3))
+    out = weights_raw(returns, idx, profile)
     np.testing.assert_array_equal(out.trade_idx, [3, 4, 5, 10, 11, 12])
     np.testing.assert_array_equal(out.trade_source, [0, 0, 0, 1, 1, 1])
     np.testing.assert_allclose(out.trade_target[:3, 0], [0.19 / 3, 0.38 / 3, 0.19])  # from cash: entries trade
@@ -381,9 +388,9 @@ def test_held_names_do_not_trade_on_any_day_of_a_spread():
             assert np.all(target[~_HELD] != engine[~_HELD])
             np.testing.assert_array_equal(target[~_HELD], 0.19)
     # without the band the daily path is the plain linear spread of the final targets
-    plain = st.StrategyProfile(name="ew", kind="equal_weight", limits=_CAP, transition=st.Transition(spread_days=3, min_change=0.0))
-    out = st.weights_raw(returns, idx, plain)
-    days, path, src = st.spread_path(idx, out.target, 3, returns.shape[0])
+    plain = StrategyProfile(name="ew", kind="equal_weight", limits=_CAP, transition=Transition(spread_days=3, min_change=0.0))
+    out = weights_raw(returns, idx, plain)
+    days, path, src = spread_path(idx, out.target, 3, returns.shape[0])
     np.testing.assert_array_equal(out.trade_idx, days)
     np.testing.assert_array_equal(out.trade_target, path)
     np.testing.assert_array_equal(out.trade_source, src)
@@ -393,7 +400,7 @@ def test_band_on_drifted_weights_on_the_bundled_data(panel):
     """Default profile on the bundled data: almost no turnover is left on names whose new target is
     within the 5 % band of their drifted weight (the band on the old targets left 12.7 % there), and
     the names the band holds sit exactly at their drifted weight."""
-    out = st.profile_weights(panel)
+    out = profile_weights(panel)
     returns = panel.returns()
     bt = run_backtest(returns, out.trade_idx, out.trade_target)
     total = in_band = 0.0
@@ -415,7 +422,7 @@ def test_band_on_drifted_weights_on_the_bundled_data(panel):
 def test_spread_path_linear_and_interrupted():
     idx = np.array([2, 10, 12])
     targets = np.array([[0.6, 0.0], [0.0, 0.6], [0.3, 0.3]])
-    days, path, src = st.spread_path(idx, targets, 3, 14)
+    days, path, src = spread_path(idx, targets, 3, 14)
     np.testing.assert_array_equal(days, [2, 3, 4, 10, 11, 12, 13])
     np.testing.assert_array_equal(src, [0, 0, 0, 1, 1, 2, 2])
     np.testing.assert_allclose(path[:3, 0], [0.2, 0.4, 0.6])
@@ -427,38 +434,38 @@ def test_spread_path_linear_and_interrupted():
 
 
 def test_default_profile_is_monthly_risk_parity():
-    assert st.DEFAULT_PROFILE.kind is st.StrategyKind.RISK_PARITY
-    assert st.DEFAULT_PROFILE.frequency is RebalanceFrequency.MONTHLY
-    assert st.get_profile("momentum").kind is st.StrategyKind.MOMENTUM
+    assert DEFAULT_PROFILE.kind is StrategyKind.RISK_PARITY
+    assert DEFAULT_PROFILE.frequency is RebalanceFrequency.MONTHLY
+    assert get_profile("momentum").kind is StrategyKind.MOMENTUM
     with pytest.raises(ValueError, match="known:"):
-        st.get_profile("nope")
+        get_profile("nope")
 
 
-@pytest.mark.parametrize("kind", list(st.StrategyKind))
+@pytest.mark.parametrize("kind", list(StrategyKind))
 def test_every_profile_within_limits_on_bundled_data(panel, bundled, kind):
     returns, idx, sid = bundled
-    limits = st.RiskLimits(max_weight=0.2, max_sector_weight=0.3, max_total_risk=0.35)
-    profile = st.StrategyProfile(name=kind.value, kind=kind, limits=limits)
-    out = st.weights_raw(returns, idx, profile, sid)
+    limits = RiskLimits(max_weight=0.2, max_sector_weight=0.3, max_total_risk=0.35)
+    profile = StrategyProfile(name=kind.value, kind=kind, limits=limits)
+    out = weights_raw(returns, idx, profile, sid)
     assert out.target.shape == (idx.size, 20)
-    risk_cov, _ = st.trailing_covariances(returns, idx, profile.lookback)
+    risk_cov, _ = trailing_covariances(returns, idx, profile.lookback)
     late = idx >= profile.lookback
     _limits_hold(out.target[late], sid, limits, risk_cov[late])
-    _limits_hold(out.target, sid, st.RiskLimits(0.2, 0.3, None))
+    _limits_hold(out.target, sid, RiskLimits(0.2, 0.3, None))
     assert np.all(out.target.sum(axis=1) > 0.2)
     np.testing.assert_array_equal(out.trade_idx, idx)
 
 
-@pytest.mark.parametrize("kind", [st.StrategyKind.RISK_PARITY, st.StrategyKind.MOMENTUM, st.StrategyKind.VOL_TARGET, st.StrategyKind.PERFORMANCE_WEIGHTED])
+@pytest.mark.parametrize("kind", [StrategyKind.RISK_PARITY, StrategyKind.MOMENTUM, StrategyKind.VOL_TARGET, StrategyKind.PERFORMANCE_WEIGHTED])
 def test_weights_are_causal(bundled, kind):
     returns, idx, sid = bundled
     cut = 200  # rebalance row index
-    profile = st.StrategyProfile(name=kind.value, kind=kind)
-    full = st.weights_raw(returns, idx, profile, sid).target
+    profile = StrategyProfile(name=kind.value, kind=kind)
+    full = weights_raw(returns, idx, profile, sid).target
     future = returns.copy()
     tail = future[idx[cut] + 1 :]
     future[idx[cut] + 1 :] = np.random.default_rng(0).permutation(tail) * 1.5
-    changed = st.weights_raw(future, idx, profile, sid).target
+    changed = weights_raw(future, idx, profile, sid).target
     # identical up to the rounding of batched linear algebra (batch contents differ)
     np.testing.assert_allclose(full[: cut + 1], changed[: cut + 1], atol=1e-14, rtol=0)
     assert not np.allclose(full[cut + 2 :], changed[cut + 2 :])
@@ -466,25 +473,25 @@ def test_weights_are_causal(bundled, kind):
 
 def test_risk_parity_profile_has_equal_risk_where_limits_do_not_bind(bundled):
     returns, idx, sid = bundled
-    profile = st.StrategyProfile(limits=st.RiskLimits(None, None, None), transition=st.Transition(min_change=0.0))
-    out = st.weights_raw(returns, idx, profile, sid)
-    cov, _ = st.trailing_covariances(returns, idx, 126)
+    profile = StrategyProfile(limits=RiskLimits(None, None, None), transition=Transition(min_change=0.0))
+    out = weights_raw(returns, idx, profile, sid)
+    cov, _ = trailing_covariances(returns, idx, 126)
     late = idx >= 126
-    np.testing.assert_allclose(st.risk_contributions(out.target[late], cov[late]), 1 / 20, atol=1e-8)
+    np.testing.assert_allclose(risk_contributions(out.target[late], cov[late]), 1 / 20, atol=1e-8)
 
 
-@pytest.mark.parametrize("kind", list(st.StrategyKind))
+@pytest.mark.parametrize("kind", list(StrategyKind))
 def test_stale_name_gets_no_covariance_based_weight(panel, kind):
     # RRC's bundled prices barely move in early 1990: 75 zero returns in the first 80 days
     returns = panel.returns()[:150]
     rrc = panel.symbols.index("RRC")
     idx = np.arange(60, 150)
-    profile = st.StrategyProfile(name=kind.value, kind=kind, limits=st.RiskLimits(None, None, None), transition=st.Transition(min_change=0))
-    w = st.weights_raw(returns, idx, profile).target
+    profile = StrategyProfile(name=kind.value, kind=kind, limits=RiskLimits(None, None, None), transition=Transition(min_change=0))
+    w = weights_raw(returns, idx, profile).target
     assert np.all(np.isfinite(w)) and np.all(w >= 0)
     stale = np.array([np.var(returns[max(1, e - 125) : e + 1, rrc]) == 0 for e in idx]) & (idx >= 63)
     assert stale.any()
-    if kind in (st.StrategyKind.INVERSE_VOL, st.StrategyKind.RISK_PARITY, st.StrategyKind.VOL_TARGET):
+    if kind in (StrategyKind.INVERSE_VOL, StrategyKind.RISK_PARITY, StrategyKind.VOL_TARGET):
         assert np.all(w[stale, rrc] == 0)
 
 
@@ -494,30 +501,30 @@ def test_momentum_picks_the_top_12_1_names():
     returns[0] = np.nan
     drift = np.array([5, -1, 3, 0, 4, -2]) * 1e-3
     returns[1:] += drift
-    profile = st.StrategyProfile(name="m", kind="momentum", momentum_top_fraction=0.5)
-    w = st.raw_weights(returns, np.array([100, 300]), profile)
+    profile = StrategyProfile(name="m", kind="momentum", momentum_top_fraction=0.5)
+    w = raw_weights(returns, np.array([100, 300]), profile)
     np.testing.assert_allclose(w[0], 1 / 6)  # not enough history: equal weight
     np.testing.assert_allclose(w[1], [1 / 3, 0, 1 / 3, 0, 1 / 3, 0])
 
 
 def test_performance_weighted_floors_negative_sharpe(bundled):
     returns, idx, _ = bundled
-    profile = st.StrategyProfile(name="p", kind="performance_weighted", lookback=126)
+    profile = StrategyProfile(name="p", kind="performance_weighted", lookback=126)
     k = 100
-    w = st.raw_weights(returns, idx[k : k + 1], profile)[0]
+    w = raw_weights(returns, idx[k : k + 1], profile)[0]
     window = returns[idx[k] - 125 : idx[k] + 1]
     sharpe = np.maximum(window.mean(0) / window.std(0, ddof=1), 0)
     np.testing.assert_allclose(w, sharpe / sharpe.sum(), rtol=1e-10)
 
 
-@pytest.mark.parametrize("weighting", list(st.VolWeighting))
+@pytest.mark.parametrize("weighting", list(VolWeighting))
 def test_vol_target_never_exceeds_target(bundled, weighting):
     returns, idx, _ = bundled
-    profile = st.StrategyProfile(name="v", kind="vol_target", vol_weighting=weighting, target_vol=0.12)
-    w = st.raw_weights(returns, idx, profile)
-    cov, n_obs = st.trailing_covariances(returns, idx, profile.vol_window)
+    profile = StrategyProfile(name="v", kind="vol_target", vol_weighting=weighting, target_vol=0.12)
+    w = raw_weights(returns, idx, profile)
+    cov, n_obs = trailing_covariances(returns, idx, profile.vol_window)
     ready = n_obs >= profile.min_history
-    assert np.all(st.ex_ante_volatility(w[ready], cov[ready]) <= 0.12 + 1e-12)
+    assert np.all(ex_ante_volatility(w[ready], cov[ready]) <= 0.12 + 1e-12)
     assert np.all(w.sum(axis=1) <= 1 + 1e-12)
     vols = np.sqrt(np.einsum("rii->ri", cov[ready]))
     # calmer names never get less weight than more volatile ones
@@ -528,8 +535,8 @@ def test_vol_target_never_exceeds_target(bundled, weighting):
 
 def test_spread_days_produce_a_daily_path(bundled):
     returns, idx, sid = bundled
-    profile = st.StrategyProfile(transition=st.Transition(spread_days=5))
-    out = st.weights_raw(returns, idx, profile, sid)
+    profile = StrategyProfile(transition=Transition(spread_days=5))
+    out = weights_raw(returns, idx, profile, sid)
     assert out.trade_idx.size > idx.size
     assert np.all(np.diff(out.trade_idx) > 0)
     np.testing.assert_array_equal(out.trade_idx[out.trade_source == 3][0], idx[3])
@@ -542,14 +549,14 @@ def test_spread_days_produce_a_daily_path(bundled):
 
 def test_reallocate_sleeves_equals_one_at_a_time(bundled):
     returns, idx, sid = bundled
-    inp = st.sleeve_inputs(returns, idx, sid, n_sleeves=64, seed=1)
-    limits, tr = st.RiskLimits(0.2, 0.3, 0.3), st.Transition(max_change=0.1, min_change=0.05)
-    batch = st.reallocate_sleeves(inp.cov, inp.universe, inp.prev, sid, limits, tr, inp.cov_index)
+    inp = sleeve_inputs(returns, idx, sid, n_sleeves=64, seed=1)
+    limits, tr = RiskLimits(0.2, 0.3, 0.3), Transition(max_change=0.1, min_change=0.05)
+    batch = reallocate_sleeves(inp.cov, inp.universe, inp.prev, sid, limits, tr, inp.cov_index)
     for s in range(64):
         c = inp.cov[inp.cov_index[s]]
-        rp = st.risk_parity_weights(c, mask=inp.universe[s])
-        lim = st.apply_risk_limits(rp, sid, limits, c)
-        one = st.smooth_transition(inp.prev[s], lim, tr, sid, limits, c)
+        rp = risk_parity_weights(c, mask=inp.universe[s])
+        lim = apply_risk_limits(rp, sid, limits, c)
+        one = smooth_transition(inp.prev[s], lim, tr, sid, limits, c)
         np.testing.assert_allclose(batch[s], one, atol=1e-13)
     _limits_hold(batch, sid, limits, inp.cov[inp.cov_index])
     assert np.all(batch[~inp.universe] == 0)
@@ -559,15 +566,15 @@ def test_reallocate_sleeves_equals_one_at_a_time(bundled):
 def test_reallocate_many_sleeves(bundled):
     """(Speed is measured by ``make bench``, entry ``reallocation_10000_strategies``, not here.)"""
     returns, idx, sid = bundled
-    inp = st.sleeve_inputs(returns, idx, sid, n_sleeves=3000)
-    w = st.reallocate_sleeves(inp.cov, inp.universe, inp.prev, sid, cov_index=inp.cov_index)
+    inp = sleeve_inputs(returns, idx, sid, n_sleeves=3000)
+    w = reallocate_sleeves(inp.cov, inp.universe, inp.prev, sid, cov_index=inp.cov_index)
     assert w.shape == (3000, 20)
 
 
 def test_caps_fit_small_universes_and_say_so():
-    """Issue 14, item 4: N x cap < 1 must not leave the book in cash silently, and N x cap = 1 must
+    """N x cap < 1 must not leave the book in cash silently, and N x cap = 1 must
     not force equal weights: a cap under twice the equal share is raised to min(1, 2 / K)."""
-    from alloc_assets.core.portfolio.strategies import RiskLimits, limits_for_universe
+    from alloc_assets.core.portfolio.profiles import RiskLimits, limits_for_universe
 
     lim = RiskLimits(max_weight=0.20, max_sector_weight=0.30)
     same, notes = limits_for_universe(lim, 20, 7)
@@ -585,7 +592,7 @@ def test_caps_fit_small_universes_and_say_so():
         r = rng.normal(0.0003, vols, (600, n))
         r[0] = np.nan
         idx = np.arange(150, 600, 21)
-        out = st.weights_raw(r, idx, st.DEFAULT_PROFILE)
+        out = weights_raw(r, idx, DEFAULT_PROFILE)
         assert (out.target.sum(axis=1) > 0.95).all(), n  # the min_change band may leave a sliver in cash
         assert out.target[-1].max() - out.target[-1].min() > 0.05, n  # not forced to equal weight
         assert out.limit_notes and out.limits.max_weight == pytest.approx(min(1.0, 2 / n))

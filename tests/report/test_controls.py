@@ -1,4 +1,4 @@
-"""Controls (issue 12, part 2): references from pandas' rolling/expanding standard deviations and
+"""Controls: references from pandas' rolling/expanding standard deviations and
 closed forms; truncation shows no look-ahead."""
 
 import numpy as np

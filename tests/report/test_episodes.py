@@ -221,7 +221,7 @@ def test_matches_quantstats_drawdown_details_on_a_random_walk(seed):
 
 
 def test_a_cut_carried_into_the_episode_dates_from_when_it_was_made():
-    """Review finding: a scalar already below 1 at the peak is not a cut 'at the peak'; it dates
+    """A scalar already below 1 at the peak is not a cut 'at the peak'; it dates
     from the first day of its spell (negative days from the peak)."""
     from alloc_assets.core.report.episodes import drawdown_episodes
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from alloc_assets.core.report import calendar_returns as cr
 from alloc_assets.core.report import metrics as m
 from alloc_assets.core.market.panel import load_bundled_panel
 
@@ -120,18 +121,18 @@ def test_var_cvar_match_empyrical_and_quantstats_historical(series):
 
 def test_worst_month_and_quarter_by_calendar(series):
     r, d = series.to_numpy(), series.index
-    assert m.worst_month(r, d) == pytest.approx(empyrical.aggregate_returns(series, "monthly").min(), abs=TOL)
-    assert m.worst_quarter(r, d) == pytest.approx(empyrical.aggregate_returns(series, "quarterly").min(), abs=TOL)
-    assert m.worst_month(r, d) == pytest.approx(qs_stats.worst(series, aggregate="ME"), abs=TOL)
-    assert m.worst_quarter(r, d) == pytest.approx(qs_stats.worst(series, aggregate="QE"), abs=TOL)
+    assert cr.worst_month(r, d) == pytest.approx(empyrical.aggregate_returns(series, "monthly").min(), abs=TOL)
+    assert cr.worst_quarter(r, d) == pytest.approx(empyrical.aggregate_returns(series, "quarterly").min(), abs=TOL)
+    assert cr.worst_month(r, d) == pytest.approx(qs_stats.worst(series, aggregate="ME"), abs=TOL)
+    assert cr.worst_quarter(r, d) == pytest.approx(qs_stats.worst(series, aggregate="QE"), abs=TOL)
 
 
 def test_period_returns_partial_first_month_is_its_own_group():
     dates = pd.DatetimeIndex(["2020-01-30", "2020-01-31", "2020-02-03", "2020-03-31", "2020-04-01"])
     r = np.array([0.01, -0.02, 0.03, -0.05, 0.02])
-    months = m.period_returns(r, dates, "month")
+    months = cr.period_returns(r, dates, "month")
     np.testing.assert_allclose(months, [1.01 * 0.98 - 1, 0.03, -0.05, 0.02])
-    quarters = m.period_returns(r, dates, m.CalendarPeriod.QUARTER)
+    quarters = cr.period_returns(r, dates, cr.CalendarPeriod.QUARTER)
     np.testing.assert_allclose(quarters, [1.01 * 0.98 * 1.03 * 0.95 - 1, 0.02])
 
 

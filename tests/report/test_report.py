@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from alloc_assets.core.report import figures as fg
+from alloc_assets.core.report import rendering as rd
 from alloc_assets.core.report import report as rp
 from alloc_assets.core.report import verdict as vd
 from alloc_assets.core.portfolio.backtest import run_two_passes
-from alloc_assets.core.report.metrics import METRIC_KEYS
+from alloc_assets.core.report.metrics import METRIC_KEYS, drawdown_series
 
 T = vd.VerdictThresholds()
 
@@ -241,14 +242,14 @@ def test_jsonable_handles_nan_and_numpy():
 
 def test_renderings(two_pass):
     rep = _build(two_pass)
-    md = rp.report_markdown(rep, {"Equity": "equity.png"})
+    md = rd.report_markdown(rep, {"Equity": "equity.png"})
     assert "| metric | baseline | scaled | delta |" in md
     assert f"**Verdict: {rep['verdict']['status'].upper()}**" in md
     assert "![Equity](equity.png)" in md and "## Deepest de-risk events" in md
-    table = rp.comparison_table(rep)
+    table = rd.comparison_table(rep)
     assert len(table.splitlines()) == 2 + len(METRIC_KEYS)
     assert table.splitlines()[0].split() == ["metric", "baseline", "scaled", "delta"]
-    summary = rp.run_summary(rep, ["computed"] * (len(two_pass["scalars"]) - 1) + ["missing_default"])
+    summary = rd.run_summary(rep, ["computed"] * (len(two_pass["scalars"]) - 1) + ["missing_default"])
     assert "allocator mode     compute" in summary
     assert f"computed {len(two_pass['scalars']) - 1}, missing_default 1" in summary
     assert summary.count("  0.") == min(5, len(rep["top_derisk_events"]))
@@ -268,4 +269,4 @@ def test_figures_render_png(two_pass, tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     with pytest.raises(ValueError, match="probabilities shape"):
         fg.regime_probability_figure(d, probs[:, :3])
-    np.testing.assert_allclose(fg.drawdown_from_equity(np.array([0.9, 1.2, 0.6])), [-0.1, 0.0, -0.5])
+    np.testing.assert_allclose(drawdown_series(np.array([0.9, 1.2, 0.6]), is_wealth=True), [-0.1, 0.0, -0.5])

@@ -14,7 +14,11 @@ import numpy as np
 import pytest
 
 from alloc_assets.core.report import metrics as m
-from alloc_assets.core.report import significance as sig
+from alloc_assets.core.report import bootstrap as bootstrap_module
+from alloc_assets.core.report.block_length import default_block_length
+from alloc_assets.core.report.bootstrap import DELTA_METRICS, bootstrap_deltas, path_metrics, stationary_bootstrap_indices
+from alloc_assets.core.report.significance_md import significance_table_md, subperiods_table_md
+from alloc_assets.core.report.subperiods import subperiod_table
 
 arch_bootstrap = pytest.importorskip("arch.bootstrap")
 empyrical = pytest.importorskip("empyrical")
@@ -63,9 +67,9 @@ def _close(a, b, tol=1e-12) -> bool:
 @pytest.mark.parametrize("risk_free", [0.0, 1.5e-4])
 def test_path_metrics_equal_metrics_and_empyrical_on_resampled_draws(risk_free):
     r = _books(600)["scaled"]
-    idx = sig.stationary_bootstrap_indices(600, 4, block_length=7, seed=11)
+    idx = stationary_bootstrap_indices(600, 4, block_length=7, seed=11)
     paths = r[idx]
-    got = sig.path_metrics(paths, risk_free)
+    got = path_metrics(paths, risk_free)
     for k in range(paths.shape[0]):
         s = paths[k]
         for name, f in METRIC_FUNCS.items():
@@ -82,7 +86,7 @@ def test_path_metrics_undefined_cases_follow_metrics():
         [-0.02, 0.01, 0.01, 0.01],  # first-day loss is a drawdown from wealth 1
         [-0.5, -0.6, -0.7, 0.2],  # deep loss
     ])
-    got = sig.path_metrics(paths)
+    got = path_metrics(paths)
     for k, s in enumerate(paths):
         for name, f in METRIC_FUNCS.items():
             assert _close(float(got[name][k]), float(f(s, 0.0))), (name, k)
@@ -96,14 +100,14 @@ def test_path_metrics_undefined_cases_follow_metrics():
 
 
 def test_indices_are_arch_stationary_bootstrap_stream():
-    idx = sig.stationary_bootstrap_indices(300, 7, block_length=6, seed=5)
+    idx = stationary_bootstrap_indices(300, 7, block_length=6, seed=5)
     assert idx.shape == (7, 300) and idx.dtype == np.int64
     np.testing.assert_array_equal(idx, _arch_indices(300, 7, 6, 5))
 
 
 def test_index_law_mean_block_length_and_circular_wrap():
     t, n, block = 2000, 200, 8
-    idx = sig.stationary_bootstrap_indices(t, n, block_length=block, seed=123)
+    idx = stationary_bootstrap_indices(t, n, block_length=block, seed=123)
     assert idx.min() >= 0 and idx.max() < t
     cont = idx[:, 1:] == (idx[:, :-1] + 1) % t
     # a day starts a new block w.p. p = 1/block, at a uniform day, which by chance (1/t) may be the next one
@@ -142,10 +146,10 @@ def test_default_block_length_rule():
     for first in (books["baseline"], ar):
         b_sb = float(arch_bootstrap.optimal_block_length(first)["stationary"].iloc[0])
         expected = max(5, math.ceil(b_sb))
-        res = sig.bootstrap_deltas({"first": first, "other": books["scaled"]}, [("other", "first")], n_draws=5)
+        res = bootstrap_deltas({"first": first, "other": books["scaled"]}, [("other", "first")], n_draws=5)
         assert res["block_length"] == expected and res["block_length_rule"] == "politis_white_first_book"
-    assert sig.default_block_length(ar) > 5  # strong autocorrelation -> long blocks
-    assert sig.default_block_length(np.zeros(100)) == 5  # undefined estimate -> the floor
+    assert default_block_length(ar) > 5  # strong autocorrelation -> long blocks
+    assert default_block_length(np.zeros(100)) == 5  # undefined estimate -> the floor
 
 
 # ------------------------------------------------------------------------------------------------
@@ -156,7 +160,7 @@ def test_default_block_length_rule():
 def test_bootstrap_deltas_equal_a_hand_loop_over_arch_and_metrics():
     t, n, block, seed, level, rf = 250, 150, 6, 9, 0.8, 1e-4
     books = _books(t)
-    res = sig.bootstrap_deltas(books, PAIRS, n_draws=n, seed=seed, risk_free=rf, block_length=block, level=level)
+    res = bootstrap_deltas(books, PAIRS, n_draws=n, seed=seed, risk_free=rf, block_length=block, level=level)
     bs = arch_bootstrap.StationaryBootstrap(block, np.zeros(t), seed=np.random.default_rng(seed))
     per_draw = {name: {k: [] for k in METRIC_FUNCS} for name in books}
     for _ in bs.bootstrap(n):
@@ -183,18 +187,18 @@ def test_bootstrap_deltas_equal_a_hand_loop_over_arch_and_metrics():
 
 def test_same_seed_bit_identical_different_seed_differs_chunking_irrelevant(monkeypatch):
     books = _books(400)
-    one = sig.bootstrap_deltas(books, PAIRS, n_draws=60, seed=4, block_length=5)
-    two = sig.bootstrap_deltas(books, PAIRS, n_draws=60, seed=4, block_length=5)
-    other = sig.bootstrap_deltas(books, PAIRS, n_draws=60, seed=5, block_length=5)
+    one = bootstrap_deltas(books, PAIRS, n_draws=60, seed=4, block_length=5)
+    two = bootstrap_deltas(books, PAIRS, n_draws=60, seed=4, block_length=5)
+    other = bootstrap_deltas(books, PAIRS, n_draws=60, seed=5, block_length=5)
     assert json.dumps(one) == json.dumps(two)
     assert one["pairs"] != other["pairs"] and one["point"] == other["point"]
-    monkeypatch.setattr(sig, "_CHUNK_ELEMENTS", 400 * 7)  # chunks of 7 draws
-    assert json.dumps(sig.bootstrap_deltas(books, PAIRS, n_draws=60, seed=4, block_length=5)) == json.dumps(one)
+    monkeypatch.setattr(bootstrap_module, "_CHUNK_ELEMENTS", 400 * 7)  # chunks of 7 draws
+    assert json.dumps(bootstrap_deltas(books, PAIRS, n_draws=60, seed=4, block_length=5)) == json.dumps(one)
 
 
 def test_identical_books_give_exact_zero_deltas():
     r = _books(300)["baseline"]
-    res = sig.bootstrap_deltas({"baseline": r, "scaled": r.copy()}, [("scaled", "baseline")], n_draws=50, block_length=5)
+    res = bootstrap_deltas({"baseline": r, "scaled": r.copy()}, [("scaled", "baseline")], n_draws=50, block_length=5)
     for s in res["pairs"][0]["deltas"].values():
         assert s["point"] == 0.0 and s["mean"] == 0.0 and s["std_error"] == 0.0
         assert s["ci_lower"] == 0.0 and s["ci_upper"] == 0.0 and s["p_positive"] == 0.0
@@ -204,7 +208,7 @@ def test_constant_daily_excess_is_significant():
     rng = np.random.default_rng(21)
     a = rng.normal(2e-4, 0.01, 500)
     b = a + 5e-4 + rng.normal(0.0, 1e-5, 500)  # +12.6 % a year, same risk
-    res = sig.bootstrap_deltas({"a": a, "b": b}, [("b", "a")], n_draws=300, seed=1, block_length=5)
+    res = bootstrap_deltas({"a": a, "b": b}, [("b", "a")], n_draws=300, seed=1, block_length=5)
     s = res["pairs"][0]["deltas"]["sharpe"]
     # closed form on the original series: excess mean / (almost the same) std * sqrt(252)
     approx = 5e-4 / np.std(a, ddof=1) * math.sqrt(252)
@@ -214,10 +218,10 @@ def test_constant_daily_excess_is_significant():
 
 def test_ci_contains_point_and_levels_nest():
     books = _books(500, seed=8)
-    narrow = sig.bootstrap_deltas(books, PAIRS, n_draws=400, seed=2, block_length=6, level=0.5)
-    wide = sig.bootstrap_deltas(books, PAIRS, n_draws=400, seed=2, block_length=6, level=0.95)
+    narrow = bootstrap_deltas(books, PAIRS, n_draws=400, seed=2, block_length=6, level=0.5)
+    wide = bootstrap_deltas(books, PAIRS, n_draws=400, seed=2, block_length=6, level=0.95)
     for pn, pw in zip(narrow["pairs"], wide["pairs"]):
-        for k in sig.DELTA_METRICS:
+        for k in DELTA_METRICS:
             sn, sw = pn["deltas"][k], pw["deltas"][k]
             assert sw["ci_lower"] <= sw["point"] <= sw["ci_upper"], (pw["label"], k)
             assert sw["ci_lower"] <= sn["ci_lower"] <= sn["ci_upper"] <= sw["ci_upper"]
@@ -227,22 +231,22 @@ def test_ci_contains_point_and_levels_nest():
 
 def test_result_is_json_ready_and_validates_input():
     books = _books(200)
-    res = sig.bootstrap_deltas(books, PAIRS, n_draws=20, block_length=5)
+    res = bootstrap_deltas(books, PAIRS, n_draws=20, block_length=5)
     text = json.dumps(res, allow_nan=False)
     assert json.loads(text) == res
     assert res["method"] == "stationary_block_bootstrap" and res["books"] == list(books)
     assert set(res["point"]["scaled"]) == {"sharpe", "max_drawdown", "calmar"}
     with pytest.raises(KeyError):
-        sig.bootstrap_deltas(books, [("scaled", "nope")], n_draws=5, block_length=5)
+        bootstrap_deltas(books, [("scaled", "nope")], n_draws=5, block_length=5)
     with pytest.raises(ValueError):
-        sig.bootstrap_deltas({"a": np.zeros(10), "b": np.zeros(9)}, [("a", "b")], n_draws=5, block_length=5)
+        bootstrap_deltas({"a": np.zeros(10), "b": np.zeros(9)}, [("a", "b")], n_draws=5, block_length=5)
     with pytest.raises(ValueError):
-        sig.bootstrap_deltas(books, PAIRS, n_draws=5, block_length=5, level=1.0)
+        bootstrap_deltas(books, PAIRS, n_draws=5, block_length=5, level=1.0)
 
 
 def test_significance_markdown():
-    res = sig.bootstrap_deltas(_books(200), PAIRS, n_draws=20, block_length=5, level=0.9)
-    md = sig.significance_table_md(res)
+    res = bootstrap_deltas(_books(200), PAIRS, n_draws=20, block_length=5, level=0.9)
+    md = significance_table_md(res)
     lines = md.splitlines()
     table = [ln for ln in lines if ln.startswith("|")]
     assert len(table) == 2 + len(PAIRS) * 3
@@ -259,7 +263,7 @@ def test_subperiod_thirds_cover_window_once_with_metrics_values():
     t = 301
     dates = np.arange(np.datetime64("2001-01-01"), np.datetime64("2001-01-01") + t)
     books = _books(t)
-    rows = sig.subperiod_table(dates, books, n_parts=3, risk_free=1e-4)
+    rows = subperiod_table(dates, books, n_parts=3, risk_free=1e-4)
     assert [r["n_days"] for r in rows] == [101, 100, 100]
     covered = []
     for r in rows:
@@ -282,26 +286,26 @@ def test_subperiod_thirds_cover_window_once_with_metrics_values():
 
 def test_subperiod_without_baseline_and_nan_to_none():
     dates = np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-01-07"))
-    rows = sig.subperiod_table(dates, {"up": np.full(6, 0.01)}, n_parts=2)
+    rows = subperiod_table(dates, {"up": np.full(6, 0.01)}, n_parts=2)
     assert [r["n_days"] for r in rows] == [3, 3]
     assert rows[0]["delta_vs_baseline"] == {}
     assert rows[0]["books"]["up"]["calmar"] is None and rows[0]["books"]["up"]["max_drawdown"] == 0.0
-    md = sig.subperiods_table_md(rows)
+    md = subperiods_table_md(rows)
     assert "n/a" in md and md.count("\n") == 3
 
 
 def test_subperiods_markdown_lists_books_and_deltas():
     t = 90
     dates = np.arange(np.datetime64("2010-01-01"), np.datetime64("2010-01-01") + t)
-    rows = sig.subperiod_table(dates, _books(t), n_parts=3)
-    table = sig.subperiods_table_md(rows).splitlines()
+    rows = subperiod_table(dates, _books(t), n_parts=3)
+    table = subperiods_table_md(rows).splitlines()
     assert len(table) == 2 + 3 * (3 + 2)
     assert sum("scaled - baseline" in ln for ln in table) == 3
     assert table[2].startswith("| 1: 2010-01-01 to 2010-01-30 |")
 
 
 def test_politis_white_block_length_equals_arch():
-    from alloc_assets.core.report.significance import politis_white_block_length
+    from alloc_assets.core.report.block_length import politis_white_block_length
 
     rng = np.random.default_rng(11)
     for x in (rng.normal(size=2000), np.convolve(rng.normal(size=3000), np.ones(8) / 8, mode="same"),

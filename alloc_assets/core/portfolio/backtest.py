@@ -1,28 +1,13 @@
 """The one backtest engine of both passes (pure; no Dagster import).
 
-Timing and accounting rules (the same for the baseline and the scaled pass):
-
-* ``returns[t]`` is the simple return of each asset from the close of day ``t - 1`` to the close of
-  day ``t``. Weights decided at the close of ``t`` earn ``returns[t + 1]`` onwards.
-* The portfolio starts in cash, with wealth 1 before the first return. Until the first trade date it
-  holds only cash, so asset returns on those days (e.g. the NaN row 0 of ``PricePanel.returns()``)
-  are never used.
-* At each trade date ``r_k`` (a rebalance date, or a day of a spread transition) the portfolio
-  trades at the close from its *drifted* weights to ``scalar_k * target_k``. The unscaled remainder
-  ``1 - sum(w)`` sits in cash, which earns the daily rate ``(1 + cash_rate_annual) ** (1/252) - 1``
-  (a negative remainder, i.e. leverage, pays it).
-* Between trade dates the weights drift: ``w_i <- w_i (1 + r_i) / (1 + gross)``, cash likewise.
-* ``turnover[t] = sum_i |w_new_i - w_drifted_i|`` (buys plus sells, as a fraction of wealth; cash is
-  not counted). ``cost[t] = turnover[t] * cost_bps / 1e4`` is charged on the trade day itself:
-  ``portfolio_return[t] = gross_return[t] - cost[t]``, where the gross return is earned by the
-  weights held from the previous close. The drifted weights are measured before the cost and the
-  new weights are fractions of the wealth after it, so costs lower a day's return by exactly
-  ``bps * turnover``.
-* ``equity[t] = prod_{s <= t} (1 + portfolio_return[s])``; ``weights[t]`` are the end-of-day
-  weights after any trade at the close of ``t``.
-
-The work is vectorised per segment between trade dates (cumulative products of gross returns); the
-only Python loop runs over trade dates.
+``returns[t]`` is the return from the close of ``t - 1`` to the close of ``t``; weights decided at
+the close of ``t`` earn ``returns[t + 1]`` onwards. The book starts in cash (wealth 1) and trades at
+the close of each trade date from its *drifted* weights to ``scalar * target``; the remainder earns
+the daily cash rate. ``turnover = sum |w_new - w_drifted|`` and ``cost = turnover * bps / 1e4`` are
+charged on the trade day, so costs lower that day's return by exactly ``bps * turnover``.
+``equity[t] = prod_{s <= t} (1 + portfolio_return[s])``. The full accounting rules are in
+``docs/notes/report.md`` (section "Backtest engine"). Vectorised per segment between trade dates;
+the only Python loop runs over trade dates.
 """
 
 from __future__ import annotations
@@ -220,7 +205,7 @@ def scalar_in_force(dates: np.ndarray, applied_dates: np.ndarray, applied_values
     ----------
     dates : (T,) sorted days of the backtest (datetime64[D]).
     applied_dates, applied_values : (K,) the overlay dates and the scalar applied from each (the one
-        computed at the previous overlay date: ``core.scalars.applied_scalars``).
+        computed at the previous overlay date: ``core.allocator.scalars.applied_scalars``).
     missing : scalar before the first overlay date.
 
     Returns

@@ -1,9 +1,9 @@
 """Simple controls the governor is judged against (pure; numpy only, no Dagster import).
 
 Each control is a daily *risk scalar* computed at the close of day t from data through t. It goes
-through exactly what the governor's scalar goes through: ``core.scalars.applied_scalars`` at the
+through exactly what the governor's scalar goes through: ``core.allocator.scalars.applied_scalars`` at the
 same overlay cadence (the value computed at one overlay date acts from the next), then
-``core.backtest.run_overlay`` on the same strategy book, with the same costs and cash rate.
+``core.portfolio.backtest.run_overlay`` on the same strategy book, with the same costs and cash rate.
 
 - ``exposure_matched``: a constant scalar equal to the governor's mean exposure, i.e. the mean of
   the governor's scalar in force over the days the strategy is invested (from its first trade).
@@ -15,7 +15,7 @@ same overlay cadence (the value computed at one overlay date acts from the next)
   first invested day): the book is cut when its recent volatility runs above its own long-run
   volatility. The target is therefore set from data before the scalar acts, never fixed by looking
   at the evaluation window. Until ``min_history`` invested days exist the scalar is 1.
-- ``jump_model``: a peer's regime method (``core.jump_model``), bull -> 1, bear -> floor.
+- ``jump_model``: a peer's regime method (``core.allocator.jump_model``), bull -> 1, bear -> floor.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import numpy as np
 
 from alloc_assets.core.report.metrics import PERIODS_PER_YEAR
 
-CONTROLS: tuple[str, ...] = ("exposure_matched", "vol_cap", "jump_model")
 VOL_CAP_WINDOW = 21
 VOL_CAP_MIN_HISTORY = 252
 
@@ -86,3 +85,44 @@ def regime_scalar(bear: np.ndarray, floor: float) -> np.ndarray:
     """A two-state regime mapped to the governor's scalar range: 1 in the good state, ``floor`` in
     the bad one (``bear`` True or 1)."""
     return np.where(np.asarray(bear).astype(bool), float(floor), 1.0)
+
+
+def control_scalars(dates: np.ndarray, book_returns: np.ndarray, first: int, governor_daily: np.ndarray,
+                    bench_returns: np.ndarray, floor: float,
+                    jump_cache: dict[str, dict]) -> tuple[dict[str, np.ndarray], dict[str, dict], dict[str, dict], list[dict]]:
+    """Daily risk scalars of each control, computed at each close from data through it, their
+    settings, and the jump-model refits fitted now (new cache entries) with the list of refits in
+    force. The governor's own applied scalars give ``exposure_matched``.
+
+    Parameters
+    ----------
+    dates : (T,) market days.
+    book_returns : (T,) daily returns of the unscaled strategy book.
+    first : row of the strategy's first trade.
+    governor_daily : (T,) the governor's scalar in force at each close.
+    bench_returns : (T,) daily benchmark returns (the first one is ignored).
+    floor : the governor's floor.
+    jump_cache : stored jump-model refits by key.
+    """
+    from alloc_assets.core.allocator import jump_model as jm  # imported when used (slow import)
+
+    level = exposure_matched_scalar(governor_daily, first)
+    risk = {"exposure_matched": np.full(len(dates), level),
+            "vol_cap": vol_cap_scalar(book_returns, first, floor)}
+    r = bench_returns.copy()
+    r[0] = np.nan  # the first day has no earlier close
+    state, _, new, fits = jm.cached_walk_forward(dates, r, jump_cache)
+    risk["jump_model"] = jm.jump_model_scalars(state, floor)
+    first_fit = int(np.searchsorted(dates, np.datetime64(fits[0]["fit_date"]))) if fits else len(dates)
+    fitted = np.arange(len(dates)) >= first_fit
+    settings = {
+        "exposure_matched": {"scalar": level, "rule": "mean of the governor's scalar in force from the strategy's first trade"},
+        "vol_cap": {"floor": floor, "window_days": VOL_CAP_WINDOW, "min_history_days": VOL_CAP_MIN_HISTORY,
+                    "target": "expanding volatility of the strategy book through the date"},
+        "jump_model": {"floor": floor, "penalty": jm.DEFAULT_PENALTY, "refit": jm.DEFAULT_REFIT.value,
+                       "n_init": jm.DEFAULT_N_INIT, "min_train_days": jm.DEFAULT_MIN_TRAIN_DAYS, "fits": len(fits),
+                       "first_fit": fits[0]["fit_date"] if fits else None,
+                       "switches_per_year": float(jm.switches_per_year(state, fitted)),
+                       "input": "benchmark index daily returns", "package": "jumpmodels (online inference only)"},
+    }
+    return risk, settings, new, fits

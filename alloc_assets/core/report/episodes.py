@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from alloc_assets.core.common.dates import iso_day_or_none
+
 DEFAULT_THRESHOLD = 0.15
 DERISK_TOL = 1e-9
 
@@ -111,24 +113,20 @@ class Episode:
             ``None``; depths and the share as ``float``, a non-finite value becoming ``None``.
         """
         return {
-            "peak": _iso(self.peak),
-            "trough": _iso(self.trough),
-            "recovery": _iso(self.recovery),
+            "peak": iso_day_or_none(self.peak),
+            "trough": iso_day_or_none(self.trough),
+            "recovery": iso_day_or_none(self.recovery),
             "peak_idx": int(self.peak_idx),
             "trough_idx": int(self.trough_idx),
             "recovery_idx": None if self.recovery_idx is None else int(self.recovery_idx),
             "depths": {str(k): _finite_or_none(v) for k, v in self.depths.items()},
-            "first_derisk_date": _iso(self.first_derisk_date),
+            "first_derisk_date": iso_day_or_none(self.first_derisk_date),
             "derisk_days_from_peak": None if self.derisk_days_from_peak is None else int(self.derisk_days_from_peak),
             "derisk_days_from_trough": None if self.derisk_days_from_trough is None else int(self.derisk_days_from_trough),
             "derisk_before_trough_share": _finite_or_none(self.derisk_before_trough_share),
             "length_days": int(self.length_days),
             "scalar_at_peak": _finite_or_none(self.scalar_at_peak),
         }
-
-
-def _iso(d: np.datetime64 | None) -> str | None:
-    return None if d is None else str(np.datetime64(d, "D"))
 
 
 def _finite_or_none(x: float | None) -> float | None:
@@ -370,7 +368,7 @@ def episodes_table_md(episodes: Iterable[Episode]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(head) - 3)) + "|"]
     for e in eps:
         days = "n/a" if e.derisk_days_from_trough is None else f"{e.derisk_days_from_trough:+d}"
-        row = [_iso(e.peak) or "", _iso(e.trough) or "", _iso(e.recovery) or "not recovered",
+        row = [iso_day_or_none(e.peak) or "", iso_day_or_none(e.trough) or "", iso_day_or_none(e.recovery) or "not recovered",
                _pct(e.depths.get("baseline"))]
         row += [_pct(e.depths.get(k)) for k in names]
         row += [days, _pct(e.derisk_before_trough_share)]

@@ -7,17 +7,17 @@ left white), so a crisis shows as a red band behind the curves.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from alloc_assets.core.common.png import new_figure, png_bytes, write_png
 from alloc_assets.core.regime import REGIME_LABELS
+from alloc_assets.core.report.metrics import drawdown_series
 
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn (a slow import)
-    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
 REGIME_ORDER: tuple[str, ...] = REGIME_LABELS
@@ -31,22 +31,6 @@ _SHADE_ALPHA = 0.45
 BASELINE_COLOUR = "#3c4a5a"
 SCALED_COLOUR = "#1f77b4"
 FIGSIZE = (11.0, 4.2)
-DPI = 110
-
-
-def _figure(figsize=FIGSIZE):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # imported when used (slow import)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
 
 
 def _dates(dates) -> np.ndarray:
@@ -79,12 +63,6 @@ def shade_regimes(ax, dates, labels: Sequence[str], skip: Sequence[str] = ("NORM
     return handles
 
 
-def drawdown_from_equity(equity: np.ndarray) -> np.ndarray:
-    """Drawdown after each day from an equity curve that started at 1 (running peak at least 1)."""
-    e = np.asarray(equity, dtype=np.float64)
-    return e / np.maximum(np.maximum.accumulate(e), 1.0) - 1.0
-
-
 OTHER_COLOURS = ("#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#7f7f7f")
 
 
@@ -93,7 +71,7 @@ def equity_figure(dates, baseline_equity, scaled_equity, regime_labels: Sequence
     """Equity of both passes (log scale) over regime shading, with any other books (controls, the
     benchmark) as thinner lines."""
     d = _dates(dates)
-    fig = _figure()
+    fig = new_figure(FIGSIZE)
     ax = fig.add_subplot()
     handles = shade_regimes(ax, d, regime_labels) if regime_labels is not None else []
     extra = []
@@ -108,13 +86,13 @@ def equity_figure(dates, baseline_equity, scaled_equity, regime_labels: Sequence
     ax.grid(True, which="major", alpha=0.3)
     ax.set_title(title or "Equity: baseline vs scaled" + (" vs controls" if others else ""))
     ax.legend(handles=[lb, ls, *extra, *handles], loc="upper left", ncols=3, fontsize=8, framealpha=0.9)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def exposure_figure(dates, exposure: Mapping[str, np.ndarray], title: str | None = None) -> bytes:
     """Gross exposure (sum of asset weights) of each book; below 1 the rest is cash."""
     d = _dates(dates)
-    fig = _figure(figsize=(FIGSIZE[0], 3.2))
+    fig = new_figure((FIGSIZE[0], 3.2))
     ax = fig.add_subplot()
     colours = {"baseline": BASELINE_COLOUR, "scaled": SCALED_COLOUR}
     for k, (name, g) in enumerate(exposure.items()):
@@ -125,17 +103,17 @@ def exposure_figure(dates, exposure: Mapping[str, np.ndarray], title: str | None
     ax.grid(True, alpha=0.3)
     ax.set_title(title or "Gross exposure (the rest is cash)")
     ax.legend(loc="lower left", fontsize=9, framealpha=0.9)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def episodes_figure(episodes: Sequence[Mapping]) -> bytes:
     """Depth of each book in every baseline drawdown deeper than 15 % (grouped bars, percent)."""
-    fig = _figure(figsize=(FIGSIZE[0], 3.6))
+    fig = new_figure((FIGSIZE[0], 3.6))
     ax = fig.add_subplot()
     if not episodes:
         ax.text(0.5, 0.5, "no baseline drawdown deeper than 15 %", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
-        return _png(fig)
+        return png_bytes(fig)
     books = list(episodes[0]["depth"])
     width = 0.8 / len(books)
     x = np.arange(len(episodes))
@@ -149,17 +127,17 @@ def episodes_figure(episodes: Sequence[Mapping]) -> bytes:
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_title("Baseline drawdowns deeper than 15 % (peak / trough): depth of each book")
     ax.legend(loc="lower left", ncols=len(books), fontsize=8, framealpha=0.9)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def drawdown_figure(dates, baseline_equity, scaled_equity, regime_labels: Sequence[str] | None = None, title: str | None = None) -> bytes:
     """Drawdowns of both passes (percent below the running peak)."""
     d = _dates(dates)
-    fig = _figure()
+    fig = new_figure(FIGSIZE)
     ax = fig.add_subplot()
     handles = shade_regimes(ax, d, regime_labels) if regime_labels is not None else []
-    dd_b = 100 * drawdown_from_equity(baseline_equity)
-    dd_s = 100 * drawdown_from_equity(scaled_equity)
+    dd_b = 100 * drawdown_series(baseline_equity, is_wealth=True)
+    dd_s = 100 * drawdown_series(scaled_equity, is_wealth=True)
     ax.fill_between(d, dd_b, 0, color=BASELINE_COLOUR, alpha=0.18, linewidth=0)
     (lb,) = ax.plot(d, dd_b, color=BASELINE_COLOUR, lw=0.9, label=f"baseline (max {dd_b.min():.1f} %)")
     (ls,) = ax.plot(d, dd_s, color=SCALED_COLOUR, lw=0.9, label=f"scaled (max {dd_s.min():.1f} %)")
@@ -169,7 +147,7 @@ def drawdown_figure(dates, baseline_equity, scaled_equity, regime_labels: Sequen
     ax.grid(True, alpha=0.3)
     ax.set_title(title or "Drawdown: baseline vs scaled")
     ax.legend(handles=[lb, ls, *handles], loc="lower left", ncols=2, fontsize=9, framealpha=0.9)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def scalar_figure(
@@ -178,7 +156,7 @@ def scalar_figure(
     """The applied risk scalar as a step plot (each value holds until the next rebalance)."""
     sd = _dates(scalar_dates)
     s = np.asarray(scalars, dtype=np.float64)
-    fig = _figure(figsize=(FIGSIZE[0], 3.5))
+    fig = new_figure((FIGSIZE[0], 3.5))
     ax = fig.add_subplot()
     handles = []
     if dates is not None and regime_labels is not None:
@@ -195,7 +173,7 @@ def scalar_figure(
     ax.grid(True, alpha=0.3)
     ax.set_title(title or "Applied risk scalar (at rebalance dates)")
     ax.legend(handles=[line, *handles], loc="upper center", bbox_to_anchor=(0.5, -0.1), ncols=4, fontsize=9, frameon=False)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def regime_probability_figure(dates, probabilities, names: Sequence[str] = REGIME_ORDER, title: str | None = None) -> bytes:
@@ -204,7 +182,7 @@ def regime_probability_figure(dates, probabilities, names: Sequence[str] = REGIM
     p = np.asarray(probabilities, dtype=np.float64)
     if p.shape != (d.size, len(names)):
         raise ValueError(f"probabilities shape {p.shape} != ({d.size}, {len(names)})")
-    fig = _figure(figsize=(FIGSIZE[0], 3.2))
+    fig = new_figure((FIGSIZE[0], 3.2))
     ax = fig.add_subplot()
     ax.stackplot(d, p.T, labels=[n.lower() for n in names], colors=[REGIME_COLOURS.get(n, "#cccccc") for n in names], linewidth=0)
     ax.set_ylim(0, 1)
@@ -212,15 +190,7 @@ def regime_probability_figure(dates, probabilities, names: Sequence[str] = REGIM
     ax.set_ylabel("probability")
     ax.set_title(title or "Regime probabilities (filtered, data through each day)")
     ax.legend(loc="upper left", ncols=len(names), fontsize=9, framealpha=0.9)
-    return _png(fig)
-
-
-def write_png(data: bytes, path: str | Path) -> Path:
-    """Write PNG bytes to ``path`` (parents created)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(data)
-    return out
+    return png_bytes(fig)
 
 
 def write_report_figures(

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from enum import Enum
 
 import numpy as np
-import pandas as pd
+
+from alloc_assets.core.report.calendar_returns import worst_month, worst_quarter
 
 PERIODS_PER_YEAR = 252
 VAR_CUTOFF = 0.05
@@ -43,14 +44,6 @@ class Metric(str, Enum):
 
 
 METRIC_KEYS: tuple[str, ...] = tuple(m.value for m in Metric)
-
-
-class CalendarPeriod(str, Enum):
-    """Calendar buckets for compounded period returns."""
-
-    MONTH = "month"
-    QUARTER = "quarter"
-    YEAR = "year"
 
 
 def _as_float_array(returns) -> np.ndarray:
@@ -190,7 +183,7 @@ def wealth_index(returns) -> np.ndarray:
     return np.cumprod(1.0 + _as_float_array(returns), axis=0)
 
 
-def drawdown_series(returns) -> np.ndarray:
+def drawdown_series(returns, *, is_wealth: bool = False) -> np.ndarray:
     """Drawdown after each return, as a fraction ``<= 0`` of the running peak.
 
     The running peak starts at wealth 1 **before** the first return, so a first-day loss is a
@@ -198,13 +191,14 @@ def drawdown_series(returns) -> np.ndarray:
 
     Parameters
     ----------
-    returns : array (T,) or (T, K), daily simple returns.
+    returns : array (T,) or (T, K), daily simple returns; with ``is_wealth`` the wealth after each
+        day instead (an equity curve that started at 1).
 
     Returns
     -------
     array of the shape of ``returns``.
     """
-    wealth = wealth_index(returns)
+    wealth = np.asarray(returns, dtype=np.float64) if is_wealth else wealth_index(returns)
     peak = np.maximum(np.maximum.accumulate(wealth, axis=0), 1.0)
     return wealth / peak - 1.0
 
@@ -294,56 +288,6 @@ def conditional_value_at_risk(returns, cutoff: float = VAR_CUTOFF) -> float:
         return np.nan
     k = int((r.size - 1) * cutoff)
     return float(np.mean(np.partition(r, k)[: k + 1]))
-
-
-def _period_codes(dates, period: CalendarPeriod) -> np.ndarray:
-    d = pd.DatetimeIndex(np.asarray(dates, dtype="datetime64[ns]"))
-    if period is CalendarPeriod.MONTH:
-        return np.asarray(d.year * 12 + (d.month - 1))
-    if period is CalendarPeriod.QUARTER:
-        return np.asarray(d.year * 4 + (d.month - 1) // 3)
-    return np.asarray(d.year)
-
-
-def period_returns(returns, dates, period: CalendarPeriod | str) -> np.ndarray:
-    """Compounded returns per calendar period, in date order.
-
-    Groups by calendar (year, month), (year, quarter) or year of ``dates`` and compounds
-    ``prod(1 + r) - 1`` inside each group; a partial first or last period is a group like any other
-    (empyrical ``aggregate_returns``; quantstats ``aggregate_returns`` with ``"ME"``/``"QE"``).
-
-    Parameters
-    ----------
-    returns : array (T,), daily simple returns.
-    dates : array (T,) of dates (anything ``pd.DatetimeIndex`` takes), sorted ascending.
-    period : ``CalendarPeriod`` or its value.
-
-    Returns
-    -------
-    array (P,), one compounded return per period present.
-    """
-    r = _as_float_array(returns)
-    if r.shape[0] != len(dates):
-        raise ValueError(f"returns ({r.shape[0]}) and dates ({len(dates)}) differ in length")
-    if r.shape[0] == 0:
-        return np.zeros(0)
-    codes = _period_codes(dates, CalendarPeriod(period))
-    if np.any(np.diff(codes) < 0):
-        raise ValueError("dates must be sorted ascending")
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-    return np.multiply.reduceat(1.0 + r, starts) - 1.0
-
-
-def worst_month(returns, dates) -> float:
-    """Lowest compounded calendar-month return (see :func:`period_returns`); ``nan`` when empty."""
-    p = period_returns(returns, dates, CalendarPeriod.MONTH)
-    return float(p.min()) if p.size else np.nan
-
-
-def worst_quarter(returns, dates) -> float:
-    """Lowest compounded calendar-quarter return (see :func:`period_returns`); ``nan`` when empty."""
-    p = period_returns(returns, dates, CalendarPeriod.QUARTER)
-    return float(p.min()) if p.size else np.nan
 
 
 def annual_turnover(turnover, periods_per_year: int = PERIODS_PER_YEAR) -> float:

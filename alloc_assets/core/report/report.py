@@ -1,39 +1,13 @@
-"""The two-pass comparison report: a JSON-ready dict, its markdown, and console summaries (pure).
+"""The two-pass comparison report: a JSON-ready dict built from plain arrays (pure).
 
-Takes plain arrays only (dates, the two :class:`~alloc_assets.core.portfolio.backtest.BacktestResult`, the
-applied scalars with their dates, one regime label per day), so it depends on no other layer's code.
+Takes the dates, the two :class:`~alloc_assets.core.portfolio.backtest.BacktestResult`, the applied
+scalars with their dates and one regime label per day, so it depends on no other layer's code.
+:data:`REPORT_KEYS` is the contract (key by key in ``docs/notes/report.md``, section "Report
+contract"); the audit sections come from :mod:`alloc_assets.core.report.sections`, the text
+renderings from :mod:`alloc_assets.core.report.rendering`.
 
-Report keys (the contract; :data:`REPORT_KEYS`)::
-
-    window {start, end}; profile; allocator {mode, config}
-    metrics {baseline, scaled, delta}          each keyed by metrics.METRIC_KEYS
-    allocator_usage {rebalances, scaled_rebalances, scaled_fraction, scalar_mean, scalar_min, scalar_max}
-    regime_distribution {REGIME: {days, fraction}}
-    regime_transitions {count, per_year, matrix}
-    top_derisk_events [{date, scalar, regime}]
-    verdict {status, reasons}                  reasons prefixed failure: / warning: / good: / info:
-    benchmark {name, metrics}                  buy and hold of the benchmark index
-    controls {exposure_matched, vol_cap, jump_model}: {metrics, settings}
-    episodes [{peak, trough, recovery, depth {book: depth}, first_derisk_date,
-               first_derisk_days_from_peak, first_derisk_days_from_trough,
-               derisk_share_before_trough, length_days}]
-    significance {"<metric>:<a>-<b>": {estimate, ci_low, ci_high, method, level, ...}}
-    subperiods [{start, end, days, metrics {book: {...}}, delta_vs_baseline}]
-    exposure {baseline, scaled: {mean, min, max, cash_over_1pct_share}, yearly}
-    today {date, regime, probabilities, scalar_in_force, next_scalar, early_warning}
-    headline {maxdd_gain_pts, cagr_cost_pts, sharpe_change}
-    data {benchmark, sectors, indicators, fallbacks} added by the asset: what the run used, fallbacks stated
-
-The audit sections are built by :mod:`alloc_assets.core.report.sections` (definitions there).
-
-Conventions: dates are ISO strings; numbers are plain Python ``int``/``float``; an undefined value
-(``nan``) is ``null``. ``delta`` is ``scaled - baseline``. A rebalance counts as scaled when its
-scalar is below 1 (by more than 1e-9). ``regime_distribution`` always lists the four regimes (then
-any other label seen). ``regime_transitions.count`` is the number of days whose label differs from
-the previous day's, ``per_year`` that count over ``T / 252`` years, and ``matrix[a][b]`` the number
-of consecutive day pairs going from ``a`` to ``b`` (the diagonal counts days staying put).
-``top_derisk_events`` are the (up to) 10 lowest applied scalars below 1, lowest first (earlier date
-first on ties), with the regime label of their date.
+Conventions: dates are ISO strings; numbers plain ``int``/``float``; ``nan`` is ``null``; ``delta``
+is ``scaled - baseline``; a rebalance counts as scaled when its scalar is below 1 by more than 1e-9.
 """
 
 from __future__ import annotations
@@ -47,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alloc_assets.core.common.dates import iso_day
 from alloc_assets.core.regime import REGIME_LABELS
 from alloc_assets.core.report.sections import (
     BOOTSTRAP_DRAWS,
@@ -59,8 +34,8 @@ from alloc_assets.core.report.sections import (
     subperiods_block,
     today_block,
 )
-from alloc_assets.core.portfolio.backtest import BacktestResult
-from alloc_assets.core.report.metrics import METRIC_KEYS, PERIODS_PER_YEAR, Metric, compute_metrics, metric_delta
+from alloc_assets.core.portfolio.backtest import BacktestResult, scalar_in_force
+from alloc_assets.core.report.metrics import PERIODS_PER_YEAR, compute_metrics, metric_delta
 from alloc_assets.core.report.verdict import VerdictEvidence, VerdictThresholds, market_conditions, verdict
 
 REGIMES: tuple[str, ...] = REGIME_LABELS
@@ -88,25 +63,6 @@ USAGE_KEYS: tuple[str, ...] = ("rebalances", "scaled_rebalances", "scaled_fracti
 TOP_EVENTS = 10
 _SCALED_TOL = 1e-9
 
-_PERCENT_METRICS = {
-    Metric.CAGR, Metric.ANN_VOL, Metric.MAX_DRAWDOWN, Metric.WORST_MONTH, Metric.WORST_QUARTER,
-    Metric.VAR_95, Metric.CVAR_95, Metric.TURNOVER,
-}
-_LABELS = {
-    Metric.CAGR: "CAGR",
-    Metric.ANN_VOL: "Annual volatility",
-    Metric.SHARPE: "Sharpe",
-    Metric.SORTINO: "Sortino",
-    Metric.MAX_DRAWDOWN: "Max drawdown",
-    Metric.CALMAR: "Calmar",
-    Metric.WORST_MONTH: "Worst month",
-    Metric.WORST_QUARTER: "Worst quarter",
-    Metric.VAR_95: "VaR 95 % (1 day)",
-    Metric.CVAR_95: "CVaR 95 % (1 day)",
-    Metric.TURNOVER: "Turnover (one-way, a year)",
-}
-
-
 def jsonable(value: Any) -> Any:
     """Recursively turn numpy scalars/arrays into Python ones and ``nan``/``inf`` into ``None``."""
     if isinstance(value, Mapping):
@@ -123,14 +79,10 @@ def jsonable(value: Any) -> Any:
         f = float(value)
         return f if math.isfinite(f) else None
     if isinstance(value, (np.datetime64, pd.Timestamp)):
-        return _iso(value)
+        return iso_day(value)
     if hasattr(value, "value") and isinstance(getattr(value, "value"), str):  # Enum members
         return value.value
     return value
-
-
-def _iso(d) -> str:
-    return str(np.datetime64(d, "D"))
 
 
 def _day_positions(dates: np.ndarray, when: np.ndarray) -> np.ndarray:
@@ -138,7 +90,7 @@ def _day_positions(dates: np.ndarray, when: np.ndarray) -> np.ndarray:
     ok = (pos < dates.size) & (dates[np.minimum(pos, dates.size - 1)] == when)
     if not ok.all():
         bad = when[~ok][0]
-        raise ValueError(f"scalar date {_iso(bad)} is not one of the report's dates ({_iso(dates[0])}..{_iso(dates[-1])})")
+        raise ValueError(f"scalar date {iso_day(bad)} is not one of the report's dates ({iso_day(dates[0])}..{iso_day(dates[-1])})")
     return pos
 
 
@@ -187,8 +139,21 @@ def top_derisk_events(scalar_dates: np.ndarray, scalars: np.ndarray, regimes_at:
     for i in order:
         if not s[i] < 1.0 - _SCALED_TOL or len(events) >= top:
             break
-        events.append({"date": _iso(scalar_dates[i]), "scalar": float(s[i]), "regime": str(regimes_at[i])})
+        events.append({"date": iso_day(scalar_dates[i]), "scalar": float(s[i]), "regime": str(regimes_at[i])})
     return events
+
+
+def governor_samples(dates: np.ndarray, applied_dates: np.ndarray, applied: np.ndarray, first_trade,
+                     off: bool, missing_as: float) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """The governor's scalar in force each day (1 throughout when the allocator is off), the row of
+    the strategy's first trade (``first_trade`` a date, or None: no trade), and the overlay dates
+    from that row on with their scalars: the verdict and the usage block sample the governor there
+    (every date counts once; trade rows would over-weight the dates where it changed)."""
+    governor = np.ones(len(dates)) if off else scalar_in_force(dates, applied_dates, applied, missing_as)
+    first = int(np.searchsorted(dates, np.datetime64(first_trade, "D"))) if first_trade is not None else len(dates)
+    on = applied_dates >= dates[min(first, len(dates) - 1)]
+    scalars = np.ones(int(on.sum())) if off else applied[on]
+    return governor, first, applied_dates[on], scalars
 
 
 def build_report(
@@ -247,7 +212,7 @@ def build_report(
     control_metrics = {k: v["metrics"] for k, v in sections["controls"].items()}
     evidence = VerdictEvidence(base_m, scaled_m, s, conditions, transitions["per_year"], mode_value, control_metrics)
     report = {
-        "window": {"start": _iso(d[0]), "end": _iso(d[-1])},
+        "window": {"start": iso_day(d[0]), "end": iso_day(d[-1])},
         "profile": str(profile),
         "allocator": {"mode": mode_value, "config": dict(allocator_config or {})},
         "metrics": {"baseline": base_m, "scaled": scaled_m, "delta": metric_delta(base_m, scaled_m)},
@@ -319,219 +284,3 @@ def _audit_sections(d, baseline, scaled, base_m, scaled_m, labels, audit: AuditI
                   if audit.probabilities is not None else None),
         "headline": headline_block(base_m, scaled_m),
     }
-
-
-# ---------------------------------------------------------------------------------- rendering
-
-
-def _fmt(key: str, value, delta: bool = False) -> str:
-    if value is None:
-        return "n/a"
-    metric = Metric(key)
-    if metric in _PERCENT_METRICS:
-        return f"{100 * value:+.2f} pts" if delta else f"{100 * value:.2f} %"
-    return f"{value:+.3f}" if delta else f"{value:.3f}"
-
-
-def _columns(report: Mapping, with_others: bool = True) -> list[tuple[str, Mapping, bool]]:
-    m = report["metrics"]
-    cols = [("baseline", m["baseline"], False), ("scaled", m["scaled"], False), ("delta", m["delta"], True)]
-    if with_others:
-        cols += [(k, v["metrics"], False) for k, v in (report.get("controls") or {}).items()]
-        if report.get("benchmark"):
-            cols.append((report["benchmark"]["name"], report["benchmark"]["metrics"], False))
-    return cols
-
-
-def _comparison_rows(report: Mapping, with_others: bool = True) -> list[tuple[str, ...]]:
-    cols = _columns(report, with_others)
-    return [(_LABELS[Metric(k)], *[_fmt(k, c.get(k), delta=is_delta) for _, c, is_delta in cols]) for k in METRIC_KEYS]
-
-
-def comparison_table(report: Mapping) -> str:
-    """Aligned plain-text table ``metric | baseline | scaled | delta | controls... | benchmark``."""
-    header = ("metric", *[name for name, _, _ in _columns(report)])
-    rows = [header, *_comparison_rows(report)]
-    n = len(header)
-    widths = [max(len(r[i]) for r in rows) for i in range(n)]
-    lines = []
-    for j, r in enumerate(rows):
-        lines.append("  ".join(r[0].ljust(widths[0]) if i == 0 else r[i].rjust(widths[i]) for i in range(n)).rstrip())
-        if j == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def episodes_table(report: Mapping) -> str:
-    """Plain-text table of the drawdown episodes: depth of each book and when the governor de-risked."""
-    eps = report.get("episodes") or []
-    if not eps:
-        return "no baseline drawdown deeper than 15 %"
-    books = list(eps[0]["depth"])
-    header = ("peak", "trough", "recovery", *books, "cut vs trough", "before trough")
-    rows = [header]
-    for e in eps:
-        days = e["first_derisk_days_from_trough"]
-        share = e["derisk_share_before_trough"]
-        rows.append((e["peak"], e["trough"], e["recovery"] or "not yet",
-                     *["n/a" if e["depth"].get(b) is None else f"{100 * e['depth'][b]:.1f} %" for b in books],
-                     "never" if days is None else f"{days:+d} d", "n/a" if share is None else f"{100 * share:.0f} %"))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
-    return "\n".join("  ".join(str(r[i]).rjust(widths[i]) if i >= 3 else str(r[i]).ljust(widths[i]) for i in range(len(header))).rstrip()
-                     for r in rows)
-
-
-def headline_line(report: Mapping) -> str:
-    """``MaxDD gain x pts for a CAGR cost of y pts (Sharpe +z)``."""
-    h = report.get("headline") or {}
-    if h.get("maxdd_gain_pts") is None:
-        return "headline: n/a"
-    return (f"MaxDD {h['maxdd_gain_pts']:+.1f} pts (shallower if +) for a CAGR cost of {h['cagr_cost_pts']:.1f} pts, "
-            f"Sharpe {h['sharpe_change']:+.3f}")
-
-
-def today_line(report: Mapping) -> str:
-    """The latest regime, its probabilities, the scalar in force and any early warning."""
-    t = report.get("today")
-    if not t:
-        return "today: n/a"
-    p = t["probabilities"]
-    probs = " ".join(f"{k[0]}{100 * v:.0f}%" for k, v in p.items())
-    warn = t["early_warning"] or "none"
-    return f"today {t['date']}: {t['regime']} ({probs}), scalar in force {t['scalar_in_force']:.2f}; early warning: {warn}"
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align_right_from: int = 1) -> str:
-    sep = ["---" if i < align_right_from else "---:" for i in range(len(header))]
-    out = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
-
-
-def _num(x, spec: str) -> str:
-    return "n/a" if x is None else format(x, spec)
-
-
-def report_markdown(report: Mapping, figures: Mapping[str, str] | None = None) -> str:
-    """The ``.md`` beside the JSON: comparison table, usage, regimes, events, verdict, figures.
-
-    ``figures`` maps a caption to an image path (relative to the markdown file) to embed.
-    """
-    w, a, u = report["window"], report["allocator"], report["allocator_usage"]
-    v = report["verdict"]
-    parts = [
-        f"# Two-pass comparison: {report['profile']}",
-        "",
-        f"Window {w['start']} to {w['end']}. Allocator mode **{a['mode']}**.",
-        "",
-        f"**Verdict: {v['status'].upper()}**",
-        "",
-        *[f"- {r}" for r in v["reasons"]],
-        "",
-        "## Baseline vs scaled",
-        "",
-        _md_table(("metric", *[c for c, _, _ in _columns(report)]), _comparison_rows(report)),
-        "",
-        headline_line(report),
-        "",
-        today_line(report),
-        "",
-        "## Allocator usage",
-        "",
-        _md_table(
-            ("rebalances", "scaled", "scaled share", "scalar mean", "scalar min", "scalar max"),
-            [(
-                u["rebalances"], u["scaled_rebalances"], _num(None if u["scaled_fraction"] is None else 100 * u["scaled_fraction"], ".1f") + " %",
-                _num(u["scalar_mean"], ".3f"), _num(u["scalar_min"], ".3f"), _num(u["scalar_max"], ".3f"),
-            )],
-            align_right_from=0,
-        ),
-        "",
-        "## Regimes",
-        "",
-        _md_table(
-            ("regime", "days", "share"),
-            [(k, d["days"], f"{100 * d['fraction']:.1f} %") for k, d in report["regime_distribution"].items()],
-        ),
-        "",
-    ]
-    tr = report["regime_transitions"]
-    names = list(tr["matrix"])
-    parts += [
-        f"{tr['count']} transitions ({tr['per_year']:.1f} a year). Day-to-day pairs (rows: from, columns: to):",
-        "",
-        _md_table(("from \\ to", *names), [(a_, *[tr["matrix"][a_][b] for b in names]) for a_ in names]),
-        "",
-        "## Deepest de-risk events",
-        "",
-    ]
-    events = report["top_derisk_events"]
-    if events:
-        parts.append(_md_table(("date", "scalar", "regime"), [(e["date"], f"{e['scalar']:.3f}", e["regime"]) for e in events]))
-    else:
-        parts.append("No rebalance was de-risked.")
-    parts.append("")
-    parts += _audit_markdown(report)
-    if a["config"]:
-        parts += ["## Allocator settings", "", _md_table(("setting", "value"), [(k, a["config"][k]) for k in a["config"]]), ""]
-    if figures:
-        parts += ["## Figures", ""]
-        for caption, path in figures.items():
-            parts += [f"![{caption}]({path})", ""]
-    return "\n".join(parts)
-
-
-def _audit_markdown(report: Mapping) -> list[str]:
-    parts: list[str] = []
-    if report.get("episodes") is not None:
-        parts += ["## Drawdown episodes (baseline deeper than 15 %)", "", "```", episodes_table(report), "```", ""]
-    sig = report.get("significance") or {}
-    if sig:
-        first = next(iter(sig.values()))
-        parts += [f"## Is it real? ({first['method']}, {100 * first['level']:.0f} % intervals)", "",
-                  _md_table(("delta", "estimate", "interval", "P(> 0)"),
-                            [(k, _num(v["estimate"], "+.4f"), f"[{_num(v['ci_low'], '+.4f')}, {_num(v['ci_high'], '+.4f')}]",
-                              _num(v["p_positive"], ".2f")) for k, v in sig.items()]), ""]
-    subs = report.get("subperiods") or []
-    if subs:
-        books = list(subs[0]["metrics"])
-        parts += ["## Sub-periods (thirds of the window)", "",
-                  _md_table(("period", *[f"{b} Sharpe / MaxDD" for b in books]),
-                            [(f"{r['start']} .. {r['end']}", *[f"{_num(r['metrics'][b]['sharpe'], '.2f')} / "
-                                                             f"{_num(None if r['metrics'][b]['max_drawdown'] is None else 100 * r['metrics'][b]['max_drawdown'], '.1f')} %"
-                                                             for b in books]) for r in subs]), ""]
-    ex = report.get("exposure") or {}
-    if ex.get("baseline"):
-        parts += ["## Gross exposure", "",
-                  _md_table(("book", "mean", "min", "max", "days with > 1 % cash"),
-                            [(b, _num(ex[b]["mean"], ".3f"), _num(ex[b]["min"], ".3f"), _num(ex[b]["max"], ".3f"),
-                              f"{100 * ex[b]['cash_over_1pct_share']:.0f} %") for b in ("baseline", "scaled") if b in ex]), ""]
-        parts += [f"Caps: {note}" for note in ex.get("limits_rule") or []] + ([""] if ex.get("limits_rule") else [])
-    return parts
-
-
-def run_summary(report: Mapping, sources: Sequence[str] | None = None, top: int = 5) -> str:
-    """Console block: mode, scalar sources, rebalances, scaled count and share, scalar mean/min/max,
-    and the ``top`` deepest de-risk events with their regime.
-
-    ``sources`` are the per-rebalance ``source`` values of ``applied_scalars`` (``computed``,
-    ``override``, ``missing_default``), summarised as counts.
-    """
-    u = report["allocator_usage"]
-    src = ", ".join(f"{k} {v}" for k, v in sorted(Counter(sources).items())) if sources is not None else "n/a"
-    share = "n/a" if u["scaled_fraction"] is None else f"{100 * u['scaled_fraction']:.1f} %"
-    lines = [
-        f"allocator mode     {report['allocator']['mode']}",
-        f"scalar source      {src}",
-        f"rebalances         {u['rebalances']}",
-        f"scaled rebalances  {u['scaled_rebalances']} ({share})",
-        f"scalar mean/min/max {_num(u['scalar_mean'], '.3f')} / {_num(u['scalar_min'], '.3f')} / {_num(u['scalar_max'], '.3f')}",
-        f"verdict            {report['verdict']['status']}",
-    ]
-    events = report["top_derisk_events"][:top]
-    if events:
-        lines.append(f"deepest de-risk events (top {len(events)}):")
-        lines += [f"  {e['date']}  {e['scalar']:.3f}  {e['regime']}" for e in events]
-    else:
-        lines.append("deepest de-risk events: none")
-    return "\n".join(lines)

@@ -2,15 +2,15 @@
 
 Built from plain arrays: the dates, the books (baseline, scaled and each control, all from the same
 engine with the same costs, cash rate, lag and overlay cadence), the governor's scalar in force, the
-benchmark's closes and the latest regime output. Report keys (the contract of DESIGN.md, section 3):
+benchmark's closes and the latest regime output. Report keys:
 
 - ``benchmark {name, metrics}``: the benchmark index held from the first day (buy and hold);
 - ``controls {exposure_matched, vol_cap, jump_model}``: each the metrics block plus its settings;
 - ``episodes [...]``: every baseline drawdown deeper than 15 %, found from the data
-  (``core.episodes``), with the depth of each book and when the governor de-risked;
+  (``core.report.episodes``), with the depth of each book and when the governor de-risked;
 - ``significance {<metric>:<a>-<b>: {estimate, ci_low, ci_high, method, ...}}``: stationary block
   bootstrap of the deltas of Sharpe, MaxDD and Calmar of the scaled book against the baseline and
-  against ``exposure_matched`` (``core.significance``);
+  against ``exposure_matched`` (``core.report.bootstrap``);
 - ``subperiods [{start, end, metrics}]``: each third of the window;
 - ``exposure``: gross exposure (sum of the asset weights) of the baseline and the scaled book;
 - ``today``: the latest regime, its probabilities, the scalar in force and the one computed next;
@@ -24,21 +24,19 @@ from typing import Any
 
 import numpy as np
 
+from alloc_assets.core.common.dates import iso_day
 from alloc_assets.core.regime import REGIME_LABELS
 from alloc_assets.core.portfolio.backtest import BacktestResult
 from alloc_assets.core.report.episodes import drawdown_episodes
 from alloc_assets.core.report.metrics import compute_metrics
-from alloc_assets.core.report.significance import bootstrap_deltas, subperiod_table
+from alloc_assets.core.report.bootstrap import bootstrap_deltas
+from alloc_assets.core.report.subperiods import subperiod_table
 
 EPISODE_THRESHOLD = 0.15
 BOOTSTRAP_DRAWS = 1000
 BOOTSTRAP_SEED = 0
 BOOTSTRAP_LEVEL = 0.90
 SIGNIFICANCE_METRICS = ("sharpe", "max_drawdown", "calmar")
-
-
-def _iso(d) -> str:
-    return str(np.datetime64(d, "D"))
 
 
 def benchmark_block(dates: np.ndarray, close: np.ndarray, name: str, risk_free: float = 0.0) -> dict[str, Any]:
@@ -131,11 +129,11 @@ def today_block(dates: np.ndarray, labels: Sequence[str], probs: np.ndarray, gov
     elif p[2] + p[3] >= 0.4:
         warning = f"P(STRESS or worse) = {p[2] + p[3]:.2f}"
     return {
-        "date": _iso(np.asarray(dates)[-1]), "regime": str(labels[-1]),
+        "date": iso_day(np.asarray(dates)[-1]), "regime": str(labels[-1]),
         "probabilities": {name: float(p[k]) for k, name in enumerate(REGIME_LABELS)},
         "scalar_in_force": in_force,
         "next_scalar": None if next_scalar is None else float(next_scalar),
-        "next_scalar_computed_on": None if next_computed_on is None else _iso(next_computed_on),
+        "next_scalar_computed_on": None if next_computed_on is None else iso_day(next_computed_on),
         "early_warning": warning,
     }
 

@@ -209,7 +209,7 @@ def _figure(figsize=(9.0, 4.2)):
 
 
 def _png(fig) -> bytes:
-    from alloc_assets.core.report.figures import _png as png
+    from alloc_assets.core.common.png import png_bytes as png
 
     return png(fig)
 
