@@ -14,6 +14,10 @@ import polars as pl
 from alloc_assets.core.regime import PROBABILITY_COLUMNS, REGIME_LABELS
 from alloc_assets.schemas.checks import ERROR, WARN
 
+__all__ = ["APPLIED_CHECKS", "CHECK_LAG", "CHECK_PROBABILITIES", "CHECK_SCALAR_BOUNDS", "CHECK_SCALAR_JUMP",
+    "CHECK_STATE_FINITE", "CHECK_THRASH", "REGIME_CHECKS", "RISK_CHECKS", "SCALAR_SOURCES", "STATE_CHECKS",
+    "AppliedScalars", "LatentState", "RegimeSeries", "RiskScalars"]
+
 CHECK_STATE_FINITE = "state_finite"
 CHECK_PROBABILITIES = "probabilities_valid"
 CHECK_THRASH = "regime_thrash"

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 import pandera.polars as pa
 import polars as pl
 
+__all__ = ["ERROR", "MAX_FAILURE_ROWS", "WARN", "CheckOutcome", "failures_markdown", "mask_outcome",
+    "offending_rows", "pandera_failures", "pandera_outcome", "polars_schema"]
+
 ERROR = "ERROR"
 WARN = "WARN"
 MAX_FAILURE_ROWS = 20  # offending rows shown in check metadata (the count is always complete)

@@ -14,6 +14,11 @@ import polars as pl
 
 from alloc_assets.schemas.checks import ERROR, WARN, CheckOutcome, offending_rows, pandera_failures
 
+__all__ = ["CHECK_DATES_IN_PARTITION", "CHECK_EXPECTED_SYMBOLS", "CHECK_INDICATORS_VALID",
+    "CHECK_NO_MISSING_SESSIONS", "CHECK_PRICES_VALID", "CHECK_RETURN_JUMPS", "CHECK_UNIQUE_DATE_SYMBOL",
+    "MARKET_CHECKS", "MarketIndicators", "MarketPrices", "describe_first_failure", "indicator_checks",
+    "market_price_checks"]
+
 CHECK_PRICES_VALID = "prices_finite_positive"
 CHECK_UNIQUE_DATE_SYMBOL = "unique_date_symbol"
 CHECK_DATES_IN_PARTITION = "dates_in_partition"

@@ -8,6 +8,9 @@ import pandera.polars as pa
 
 from alloc_assets.schemas.checks import ERROR
 
+__all__ = ["BACKTEST_CHECKS", "CHECK_BACKTEST_FINITE", "CHECK_REPORT_KEYS", "CHECK_SCALED_CONSISTENT",
+    "CHECK_WEIGHTS_VALID", "REPORT_CHECKS", "WEIGHT_CHECKS", "Backtest", "Weights"]
+
 CHECK_WEIGHTS_VALID = "weights_valid"
 CHECK_SCALED_CONSISTENT = "scaled_equals_scalar_times_raw"
 CHECK_BACKTEST_FINITE = "backtest_finite"
