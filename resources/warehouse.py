@@ -119,12 +119,20 @@ class DuckDBWarehouse(dg.ConfigurableResource):
     def file(self) -> str:
         return self.path or default_warehouse_path()
 
+    def _session_key(self) -> tuple[str, int]:
+        """Sessions are kept per database file and per thread: one thread never uses another's connection."""
+        return (str(Path(self.file).resolve()), threading.get_ident())
+
+    def _absent(self) -> bool:
+        """No database file and no open session on it: reads return nothing instead of creating it."""
+        return not Path(self.file).exists() and self._session_key() not in _SESSIONS
+
     @contextlib.contextmanager
     def session(self, read_only: bool = False) -> Iterator[None]:
         """Reuse one connection for every call inside the block (an asset step), instead of one
         connection per query. Nested sessions share the outer one. ``read_only``: a reader (the
         report, the world model) that never blocks the writer's file lock for writing."""
-        key = (str(Path(self.file).resolve()), threading.get_ident())
+        key = self._session_key()
         if key in _SESSIONS:
             yield
             return
@@ -143,7 +151,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection (the session's, inside ``session()``); read-only ones need an existing file."""
-        shared = _SESSIONS.get((str(Path(self.file).resolve()), threading.get_ident()))
+        shared = _SESSIONS.get(self._session_key())
         if shared is not None:
             yield shared
             return
@@ -161,7 +169,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
                 con.execute((sql_dir() / f"{name}.sql").read_text())
 
     def table_exists(self, table: str) -> bool:
-        if not Path(self.file).exists() and (str(Path(self.file).resolve()), threading.get_ident()) not in _SESSIONS:
+        if self._absent():
             return False
         with self.connect(read_only=True) as con:
             rows = con.execute(
@@ -307,7 +315,7 @@ class DuckDBWarehouse(dg.ConfigurableResource):
 
     def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
         """Run a read query and return a polars frame (empty frame if the database does not exist)."""
-        if not Path(self.file).exists() and (str(Path(self.file).resolve()), threading.get_ident()) not in _SESSIONS:
+        if self._absent():
             return pl.DataFrame()
         with self.connect(read_only=True) as con:
             return pl.from_arrow(con.sql(sql, params=params or None).to_arrow_table())
