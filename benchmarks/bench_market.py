@@ -173,8 +173,8 @@ def bench_load_validate_bundled_csv() -> dict:
     through the same checks). Target 1 s. 5 repeats after one warm-up (imports and the
     trading calendar are loaded once per process, as in a run)."""
     from alloc_assets.core.market.calendar import sessions_between
-    from alloc_assets.core.market.source import read_market_data
     from alloc_assets.core.market.panel import BUNDLED_DIR
+    from alloc_assets.core.market.source import read_market_data
     from alloc_assets.schemas import market_price_checks
 
     def once() -> tuple[int, list[bool]]:

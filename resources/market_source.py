@@ -113,7 +113,8 @@ class MarketDataSource(dg.ConfigurableResource):
         if files:
             # accepted landing copies are content-addressed and immutable: each is parsed once,
             # then served from the cache (a year of daily files re-read by every run of that year)
-            parts = [_cached_read(str(Path(f).resolve()), _stamp(Path(f))) if Path(f).is_file() else read_market_data(f, settings=reader_settings())
+            parts = [_cached_read(str(Path(f).resolve()), _stamp(Path(f))) if Path(f).is_file()
+                     else read_market_data(f, settings=reader_settings())
                      for f in files]
             prices = pl.concat([p.prices for p in parts])
             benches = [p.benchmark for p in parts if p.benchmark is not None]

@@ -17,7 +17,8 @@ class MarketData:
     """Long prices with provenance, the optional benchmark, sectors and indicators.
 
     ``prices``: polars frame ``date (Date), symbol (Utf8), close (Float64)`` plus provenance
-    ``source_file, source_row, source_column`` (the file column the value came from); ``benchmark``: ``date, name, close, source_file, source_row`` or None;
+    ``source_file, source_row, source_column`` (the file column the value came from);
+    ``benchmark``: ``date, name, close, source_file, source_row`` or None;
     ``sectors``: symbol -> sector; ``files``: the price files read.
     ``indicators``: ``date (Date), name (Utf8), value (Float64), source_file, source_row (Int64),
     source_column`` (series never traded, e.g. VIX; NaN where the file had no value on a session)

@@ -132,7 +132,8 @@ def read_market_data(source: str | Path, indicators: str | Path | None = None,
     """Read a file, a directory of files, or a directory laid out like the bundled set.
 
     Indicators: every data file in the directory's ``indicators/`` folder, and ``indicators`` (a
-    file or a folder) when given; they are never read as prices. An index column (``VIX``, ``^VIX``) of a price file is an error, except in a landing day file
+    file or a folder) when given; they are never read as prices. An index column (``VIX``, ``^VIX``)
+    of a price file is an error, except in a landing day file
     (``*_YYYY-MM-DD.csv``) read alone: there it stays in ``prices`` for the caller to split off
     (a stored indicator's column becomes that indicator).
     With a benchmark, every date with prices needs its finite close. ``settings``: delimiter,
