@@ -170,11 +170,11 @@ def bench_load_validate_bundled_csv() -> dict:
     """The whole bundled history read from its CSV files (no cache: ``read_market_data``, the
     reader every source goes through) and validated (``market_price_checks``: pandera schema,
     uniqueness, window, every session, the universe on every date, return jumps; the benchmark
-    through the same checks). Target 1 s (issue 14). 5 repeats after one warm-up (imports and the
+    through the same checks). Target 1 s. 5 repeats after one warm-up (imports and the
     trading calendar are loaded once per process, as in a run)."""
     from alloc_assets.core.market.calendar import sessions_between
-    from alloc_assets.core.market.market_io import read_market_data
     from alloc_assets.core.market.panel import BUNDLED_DIR
+    from alloc_assets.core.market.source import read_market_data
     from alloc_assets.schemas import market_price_checks
 
     def once() -> tuple[int, list[bool]]:

@@ -13,7 +13,8 @@ from pydantic import Field
 
 from alloc_assets.core.market.calendar import RebalanceFrequency
 from alloc_assets.core.allocator.features import FeatureConfig
-from alloc_assets.core.market.market_io import MarketDataError, indicator_name
+from alloc_assets.core.market.indicator_files import indicator_name
+from alloc_assets.core.market.io_errors import MarketDataError
 from alloc_assets.core.allocator.regimes import (
     DEFAULT_SCORE_TERMS,
     HysteresisConfig,

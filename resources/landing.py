@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
+from alloc_assets.core.market import landing
+from resources.market_source import reader_settings
 from resources.settings import default_landing_dir
 
 
@@ -38,3 +41,8 @@ class LandingZone(dg.ConfigurableResource):
 
     def settle(self) -> float:
         return self.settle_seconds if self.settle_seconds >= 0 else _default_settle()
+
+
+def validate(path: Path, day: dt.date) -> None:
+    """A landing file's rows checked with the CSV settings of the environment (see ``core.market.landing.validate``)."""
+    landing.validate(path, day, reader_settings())

@@ -10,8 +10,11 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from alloc_assets.core.market.market_io import MarketData, MarketDataError, read_market_data
+from alloc_assets.core.market.frames import MarketData
+from alloc_assets.core.market.io_errors import MarketDataError
+from alloc_assets.core.market.source import read_market_data
 from alloc_assets.core.market.panel import BUNDLED_DIR
+from alloc_assets.core.market.reader_settings import ReaderSettings
 
 __all__ = ["MarketDataError", "MarketDataSource"]
 
@@ -30,6 +33,17 @@ READER_SETTINGS = ("ALLOC_CSV_DELIMITER", "ALLOC_CSV_DECIMAL", "ALLOC_DATE_FORMA
 
 def _settings() -> tuple:
     return tuple((k, os.environ.get(k, "")) for k in READER_SETTINGS)
+
+
+def _reader_settings(settings: tuple) -> ReaderSettings:
+    delimiter, decimal, date_format = (value for _, value in settings)
+    return ReaderSettings(delimiter=delimiter, decimal=decimal, date_format=date_format)
+
+
+def reader_settings() -> ReaderSettings:
+    """How CSV files are read, from ``ALLOC_CSV_DELIMITER``, ``ALLOC_CSV_DECIMAL`` and
+    ``ALLOC_DATE_FORMAT`` (unset: sniffed from each file)."""
+    return _reader_settings(_settings())
 
 
 def _cached_read(path: str, stamp: tuple, indicators: str = "") -> MarketData:
@@ -52,7 +66,7 @@ def _cached_read_with(path: str, stamp: tuple, indicators: str, settings: tuple)
         return pickle.loads(cache.read_bytes())
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
         pass
-    data = read_market_data(path, indicators=indicators or None)
+    data = read_market_data(path, indicators=indicators or None, settings=_reader_settings(settings))
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")
@@ -99,7 +113,8 @@ class MarketDataSource(dg.ConfigurableResource):
         if files:
             # accepted landing copies are content-addressed and immutable: each is parsed once,
             # then served from the cache (a year of daily files re-read by every run of that year)
-            parts = [_cached_read(str(Path(f).resolve()), _stamp(Path(f))) if Path(f).is_file() else read_market_data(f)
+            parts = [_cached_read(str(Path(f).resolve()), _stamp(Path(f))) if Path(f).is_file()
+                     else read_market_data(f, settings=reader_settings())
                      for f in files]
             prices = pl.concat([p.prices for p in parts])
             benches = [p.benchmark for p in parts if p.benchmark is not None]

@@ -11,6 +11,10 @@ import os
 from importlib import resources as _res
 from pathlib import Path
 
+import pandas as pd
+
+from alloc_assets.core.market.calendar import trading_sessions
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -54,3 +58,9 @@ def default_landing_dir() -> str:
 
 def default_logs_dir() -> Path:
     return alloc_home() / "logs"
+
+
+def sessions() -> pd.DatetimeIndex:
+    """The NYSE sessions, kept in ``$ALLOC_HOME/cache`` so that a new run process loads them in
+    milliseconds: call it before core code that needs the sessions."""
+    return trading_sessions(cache_dir=alloc_home() / "cache")

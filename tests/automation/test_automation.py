@@ -393,7 +393,7 @@ def test_the_quick_landing_check_accepts_only_what_the_full_reader_accepts(tmp_p
     path.write_text(body)
     assert _plain_wide_csv_ok(path, dt.date(2023, 1, 3)) is ok
     if ok:  # the full reader agrees
-        from alloc_assets.core.market.market_io import read_market_data
+        from alloc_assets.core.market.source import read_market_data
 
         assert read_market_data(path).prices.height == 2
 

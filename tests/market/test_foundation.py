@@ -76,7 +76,7 @@ def test_calendar_sessions_do_not_depend_on_the_day_the_code_loads(monkeypatch):
 
     def fresh() -> list[pd.Timestamp]:  # rebuilt by exchange_calendars (not the on-disk session cache)
         calendar._calendar.cache_clear()
-        calendar.trading_sessions.cache_clear()
+        calendar._loaded = None
         return list(pd.DatetimeIndex(calendar._sessions_from_package().astype("datetime64[ns]")))
 
     end = pd.Timestamp(calendar.CALENDAR_END)
@@ -201,23 +201,22 @@ def test_dg_launch_partition_range(tmp_path):
     assert set(instance.get_materialized_partitions(dg.AssetKey("market_prices"))) == {"2021", "2022"}
 
 
-def test_the_cached_session_list_equals_exchange_calendars(tmp_path, monkeypatch):
-    """``trading_sessions`` is cached on disk per exchange_calendars version and pinned span: a cold
-    build, a warm load and the package's own XNYS sessions are the same index."""
+def test_the_cached_session_list_equals_exchange_calendars(tmp_path):
+    """``trading_sessions(cache_dir)`` keeps the list on disk per exchange_calendars version and pinned
+    span: a cold build, a warm load and the package's own XNYS sessions are the same index."""
     import exchange_calendars as xc
     import pandas as pd
 
     from alloc_assets.core.market import calendar as cal
 
-    monkeypatch.setenv("ALLOC_HOME", str(tmp_path))
     ref = xc.get_calendar("XNYS", start="1990-01-01", end=cal.CALENDAR_END).sessions
     ref = ref[ref >= pd.Timestamp(cal.CALENDAR_START)]
-    cal.trading_sessions.cache_clear()
-    cold = cal.trading_sessions()
+    cal._loaded = None
+    cold = cal.trading_sessions(cache_dir=tmp_path / "cache")
     assert list((tmp_path / "cache").glob("sessions-*.npy"))
-    cal.trading_sessions.cache_clear()
-    warm = cal.trading_sessions()
-    cal.trading_sessions.cache_clear()
+    cal._loaded = None
+    warm = cal.trading_sessions(cache_dir=tmp_path / "cache")
+    cal._loaded = None
     assert cold.equals(ref) and warm.equals(ref) and len(ref) == 11577
     assert cal.last_contiguous_session(ref[0].date(), [d.date() for d in ref[:30]]) == ref[29].date()
     assert cal.last_contiguous_session(ref[0].date(), [d.date() for d in ref[:30] if d != ref[7]]) == ref[6].date()

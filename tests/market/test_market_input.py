@@ -20,7 +20,9 @@ import pytest
 import datetime as dt
 
 from alloc_assets.core.market.landing import accept
-from alloc_assets.core.market.market_io import LANDING_NAME, MarketDataError, read_market_data
+from alloc_assets.core.market.io_errors import MarketDataError
+from alloc_assets.core.market.landing_names import LANDING_NAME
+from alloc_assets.core.market.source import read_market_data
 from alloc_assets.defs.market.assets import market_prices
 from resources.landing import LandingZone
 from resources.market_source import MarketDataSource
@@ -261,13 +263,13 @@ def test_parquet_source(tmp_path):
     assert got["close"].to_list() == [1.0, 2.0, 3.0]
 
 
-# ------------------------------------------------------------------ issue 14: files as people export them
+# ------------------------------------------------------------------ files as people export them
 
 
 def test_yahoo_ohlcv_exports_one_per_ticker_read_with_no_edits(tmp_path):
     """``Date,Open,High,Low,Close,Adj Close,Volume`` with ``M/D/YYYY`` dates: the ticker is the
     file name, the price is ``Adj Close`` (``Close`` when there is none)."""
-    from alloc_assets.core.market.market_io import read_price_file
+    from alloc_assets.core.market.price_files import read_price_file
 
     (tmp_path / "SPY.csv").write_text("Date,Open,High,Low,Close,Adj Close,Volume\n"
                                       "1/12/1999,1,1,1,123.0,90.1,1000\n1/13/1999,1,1,1,124.5,91.2,1200\n")
@@ -280,8 +282,10 @@ def test_yahoo_ohlcv_exports_one_per_ticker_read_with_no_edits(tmp_path):
     assert qqq["close"].to_list() == [55.5, 56.0] and set(qqq["source_column"].to_list()) == {"Close"}
 
 
-def test_day_month_order_is_detected_or_named_as_a_setting(tmp_path, monkeypatch):
-    from alloc_assets.core.market.market_io import MarketDataError, read_price_file
+def test_day_month_order_is_detected_or_named_as_a_setting(tmp_path):
+    from alloc_assets.core.market.io_errors import MarketDataError
+    from alloc_assets.core.market.price_files import read_price_file
+    from alloc_assets.core.market.reader_settings import ReaderSettings
 
     (tmp_path / "EU.csv").write_text("Date,Close\n13/01/2021,10\n14/01/2021,11\n")
     assert [str(d) for d in read_price_file(tmp_path / "EU.csv")["date"].to_list()] == ["2021-01-13", "2021-01-14"]
@@ -289,12 +293,12 @@ def test_day_month_order_is_detected_or_named_as_a_setting(tmp_path, monkeypatch
     with pytest.raises(MarketDataError) as err:
         read_price_file(tmp_path / "AMB.csv")
     assert "ALLOC_DATE_FORMAT" in str(err.value) and "AMB.csv" in str(err.value) and "row 1" in str(err.value)
-    monkeypatch.setenv("ALLOC_DATE_FORMAT", "d/m/y")
-    assert [str(d) for d in read_price_file(tmp_path / "AMB.csv")["date"].to_list()] == ["2021-04-01", "2021-05-01"]
+    day_month = ReaderSettings(date_format="d/m/y")
+    assert [str(d) for d in read_price_file(tmp_path / "AMB.csv", day_month)["date"].to_list()] == ["2021-04-01", "2021-05-01"]
 
 
 def test_semicolon_files_with_decimal_commas_and_fred_dots(tmp_path):
-    from alloc_assets.core.market.market_io import read_price_file
+    from alloc_assets.core.market.price_files import read_price_file
 
     (tmp_path / "p.csv").write_text("date;AAA;BBB\n2021-01-04;1.234,5;10,25\n2021-01-05;1.240,0;.\n")
     f = read_price_file(tmp_path / "p.csv").sort(["date", "symbol"])
@@ -302,7 +306,8 @@ def test_semicolon_files_with_decimal_commas_and_fred_dots(tmp_path):
 
 
 def test_a_stray_carriage_return_names_the_file_and_line(tmp_path):
-    from alloc_assets.core.market.market_io import MarketDataError, read_price_file
+    from alloc_assets.core.market.io_errors import MarketDataError
+    from alloc_assets.core.market.price_files import read_price_file
 
     (tmp_path / "cr.csv").write_bytes(b"date,AAA\n2021-01-04,1\r0\n2021-01-05,11\n")  # unquoted CR
     with pytest.raises(MarketDataError) as err:
@@ -310,7 +315,7 @@ def test_a_stray_carriage_return_names_the_file_and_line(tmp_path):
     assert "cr.csv" in str(err.value) and "carriage return" in str(err.value)
 
 
-# ------------------------------------------------------------------ issue 14 through the asset: no edits, or a
+# ------------------------------------------------------------------ the same files through the asset: no edits, or a
 # rejection with the message described and the warehouse unchanged
 
 

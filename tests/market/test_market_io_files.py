@@ -1,5 +1,5 @@
-"""``core.market_io`` on files as people export them: indicators, benchmark coverage, delimiters,
-decimal marks, thousands separators, BOM/CRLF and missing-value tokens.
+"""The market-data readers (``core.market``) on files as people export them: indicators, benchmark
+coverage, delimiters, decimal marks, thousands separators, BOM/CRLF and missing-value tokens.
 
 Pure: each test writes small files into ``tmp_path`` and calls the reader directly (no Dagster).
 Dates are real NYSE sessions: 2021-06-28 .. 2021-07-02 and 2021-07-06 are sessions, 2021-07-03/04 a
@@ -16,25 +16,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from alloc_assets.core.market.market_io import (
-    INDICATOR_SCHEMA,
-    MarketData,
-    MarketDataError,
-    indicator_name,
-    read_indicator_file,
-    read_market_data,
-    read_price_file,
-)
+from alloc_assets.core.market.frames import INDICATOR_SCHEMA, MarketData
+from alloc_assets.core.market.indicator_files import indicator_name, read_indicator_file
+from alloc_assets.core.market.io_errors import MarketDataError
+from alloc_assets.core.market.price_files import read_price_file
+from alloc_assets.core.market.reader_settings import ReaderSettings
+from alloc_assets.core.market.source import read_market_data
 
 D = dt.date
 SESSIONS = ["2021-06-28", "2021-06-29", "2021-06-30", "2021-07-01", "2021-07-02"]
-SETTINGS = ("ALLOC_CSV_DELIMITER", "ALLOC_CSV_DECIMAL", "ALLOC_DATE_FORMAT")
-
-
-@pytest.fixture(autouse=True)
-def _no_csv_settings(monkeypatch):
-    for name in SETTINGS:
-        monkeypatch.delenv(name, raising=False)
 
 
 def write(path: Path, text: str) -> Path:
@@ -293,24 +283,31 @@ def test_benchmark_rows_outside_the_price_dates_are_fine(tmp_path):
 
 
 @pytest.mark.parametrize("setting,sep", [(";", ";"), ("tab", "\t"), ("\t", "\t"), ("TAB", "\t"), (",", ",")])
-def test_the_delimiter_setting(tmp_path, monkeypatch, setting, sep):
-    monkeypatch.setenv("ALLOC_CSV_DELIMITER", setting)
-    monkeypatch.setenv("ALLOC_CSV_DECIMAL", ".")
+def test_the_delimiter_setting(tmp_path, setting, sep):
     p = write(tmp_path / "p.csv", sep.join(["date", "AAA", "BBB"]) + "\n" + sep.join(["2021-07-01", "10.5", "20.25"]) + "\n")
-    f = read_price_file(p).sort("symbol")
+    f = read_price_file(p, ReaderSettings(delimiter=setting, decimal=".")).sort("symbol")
     assert f["symbol"].to_list() == ["AAA", "BBB"] and f["close"].to_list() == [10.5, 20.25]
 
 
-def test_an_unknown_delimiter_setting_is_named(tmp_path, monkeypatch):
+def test_the_reader_ignores_the_environment_and_the_resource_layer_reads_it(tmp_path, monkeypatch):
+    from resources.market_source import reader_settings
+
     monkeypatch.setenv("ALLOC_CSV_DELIMITER", "|")
-    err = error_of(read_price_file, write(tmp_path / "p.csv", "date,AAA\n2021-07-01,1\n"))
+    monkeypatch.setenv("ALLOC_CSV_DECIMAL", ",")
+    monkeypatch.setenv("ALLOC_DATE_FORMAT", "d/m/y")
+    p = write(tmp_path / "p.csv", "date,AAA\n2021-07-01,1.5\n")
+    assert read_price_file(p)["close"].to_list() == [1.5]
+    assert reader_settings() == ReaderSettings(delimiter="|", decimal=",", date_format="d/m/y")
+
+
+def test_an_unknown_delimiter_setting_is_named(tmp_path):
+    err = error_of(read_price_file, write(tmp_path / "p.csv", "date,AAA\n2021-07-01,1\n"), ReaderSettings(delimiter="|"))
     assert "ALLOC_CSV_DELIMITER='|'" in str(err) and "p.csv" in str(err)
 
 
-def test_a_one_field_header_with_semicolon_rows_names_the_delimiter_setting(tmp_path, monkeypatch):
-    monkeypatch.setenv("ALLOC_CSV_DELIMITER", ",")
+def test_a_one_field_header_with_semicolon_rows_names_the_delimiter_setting(tmp_path):
     p = write(tmp_path / "semi.csv", "date;AAA;BBB\n2021-07-01;10,5;20\n")
-    err = error_of(read_price_file, p)
+    err = error_of(read_price_file, p, ReaderSettings(delimiter=","))
     msg = str(err)
     assert "semi.csv" in msg and "single field" in msg and "seems to use ';'" in msg
     assert "ALLOC_CSV_DELIMITER=;" in msg and err.column == "date;AAA;BBB"
@@ -332,26 +329,22 @@ def test_a_one_field_header_with_tab_separated_rows_names_the_delimiter_setting(
     ("date\tAAA\n2021-07-01\t1.234,50\n", ","),         # tab file with the decimal setting
     ('date,AAA\n2021-07-01,"1 234,50"\n', ","),
 ])
-def test_thousands_separators(tmp_path, monkeypatch, text, decimal):
-    if decimal:
-        monkeypatch.setenv("ALLOC_CSV_DECIMAL", decimal)
-    f = read_price_file(write(tmp_path / "p.csv", text))
+def test_thousands_separators(tmp_path, text, decimal):
+    f = read_price_file(write(tmp_path / "p.csv", text), ReaderSettings(decimal=decimal))
     assert f["close"].to_list() == [1234.5]
 
 
-def test_a_decimal_comma_in_a_point_file_names_row_column_and_the_setting(tmp_path, monkeypatch):
+def test_a_decimal_comma_in_a_point_file_names_row_column_and_the_setting(tmp_path):
     p = write(tmp_path / "p.csv", 'date,AAA,BBB\n2021-07-01,2.5,3\n2021-07-02,"1,5",3\n')
     err = error_of(read_price_file, p)
     msg = str(err)
     assert (Path(err.file).name, err.row, err.column) == ("p.csv", 2, "AAA")
     assert "row 2" in msg and "column 'AAA'" in msg and "'1,5'" in msg and "ALLOC_CSV_DECIMAL=," in msg
-    monkeypatch.setenv("ALLOC_CSV_DECIMAL", ",")
-    assert read_price_file(p).filter(pl.col("symbol") == "AAA")["close"].to_list() == [2.5, 1.5]
+    assert read_price_file(p, ReaderSettings(decimal=",")).filter(pl.col("symbol") == "AAA")["close"].to_list() == [2.5, 1.5]
 
 
-def test_an_unknown_decimal_setting_is_named(tmp_path, monkeypatch):
-    monkeypatch.setenv("ALLOC_CSV_DECIMAL", "x")
-    err = error_of(read_price_file, write(tmp_path / "p.csv", "date,AAA\n2021-07-01,1\n"))
+def test_an_unknown_decimal_setting_is_named(tmp_path):
+    err = error_of(read_price_file, write(tmp_path / "p.csv", "date,AAA\n2021-07-01,1\n"), ReaderSettings(decimal="x"))
     assert "ALLOC_CSV_DECIMAL='x'" in str(err)
 
 

@@ -1,4 +1,4 @@
-"""Issue 14 through the graph: indicators beside prices, small universes, a benchmark that is short.
+"""Your own data through the graph: indicators beside prices, small universes, a benchmark that is short.
 
 Each test writes a small data folder as a user would have it, points ``ALLOC_MARKET_DATA`` at it
 and runs the real ``refresh_job`` (market -> state -> regime -> scalars -> weights -> backtests ->

@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterable
 from enum import Enum
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ CALENDAR_START = "1990-01-02"
 #: The calendar's pinned end. ``exchange_calendars`` defaults its end to today + 1 year, which
 #: would make the set of sessions (and anything keyed on it) depend on the day the code loads.
 #: Pinned, the sessions are the same on every machine and every day; move it forward (a code
-#: change, reviewed) before it is reached.
+#: change) before it is reached.
 CALENDAR_END = "2035-12-31"
 
 
@@ -37,28 +38,33 @@ def _sessions_from_package() -> np.ndarray:
     return cal.sessions[cal.sessions >= pd.Timestamp(CALENDAR_START)].values.astype("datetime64[D]")
 
 
-@lru_cache(maxsize=1)
-def trading_sessions() -> pd.DatetimeIndex:
+#: The sessions once built or loaded (the same list whatever folder caches it).
+_loaded: pd.DatetimeIndex | None = None
+
+
+def trading_sessions(cache_dir: Path | None = None) -> pd.DatetimeIndex:
     """All NYSE sessions from ``CALENDAR_START`` to the pinned ``CALENDAR_END``.
 
-    Built by ``exchange_calendars`` (about 0.8 s) once per installed version of it and kept in
-    ``$ALLOC_HOME/cache`` (keyed by that version and the pinned span), so a run process (every
-    daemon-launched run is a new one) loads the list in milliseconds instead of rebuilding it."""
+    Built by ``exchange_calendars`` (about 0.8 s). ``cache_dir``: a folder that keeps the list
+    (keyed by the package's version and the pinned span), so a new process loads it in
+    milliseconds; None: no disk cache. The first call in a process builds or loads the list,
+    later calls return it from memory whatever their ``cache_dir``."""
+    global _loaded
+    if _loaded is None:
+        _loaded = _load_sessions(cache_dir)
+    return _loaded
+
+
+def _load_sessions(cache_dir: Path | None) -> pd.DatetimeIndex:
     import hashlib
     import os
-    import sys
     from importlib.metadata import version
-    from pathlib import Path
 
-    # the project's home when the code location has resolved it (this module stays importable alone)
-    settings = sys.modules.get("resources.settings")
-    home = settings.alloc_home() if settings is not None else (
-        Path(os.environ["ALLOC_HOME"]) if os.environ.get("ALLOC_HOME") else None)
-    if home is None:
+    if cache_dir is None:
         return pd.DatetimeIndex(_sessions_from_package().astype("datetime64[ns]"))
     key = hashlib.sha256(repr((EXCHANGE, CALENDAR_START, CALENDAR_END, version("exchange_calendars"), "v1"))
                          .encode()).hexdigest()[:16]
-    cache = home / "cache" / f"sessions-{key}.npy"
+    cache = Path(cache_dir) / f"sessions-{key}.npy"
     try:
         days = np.load(cache, allow_pickle=False)
     except (OSError, ValueError):
@@ -72,6 +78,12 @@ def trading_sessions() -> pd.DatetimeIndex:
         except OSError:
             pass  # a read-only home: no cache, same sessions
     return pd.DatetimeIndex(days.astype("datetime64[ns]"))
+
+
+@lru_cache(maxsize=1)
+def session_days() -> frozenset:
+    """The sessions as a set of ``datetime.date`` (membership tests)."""
+    return frozenset(trading_sessions().date)
 
 
 def is_trading_day(day: dt.date | str | pd.Timestamp) -> bool:

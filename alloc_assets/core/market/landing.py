@@ -21,18 +21,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
+from alloc_assets.core.common.files import atomic_write
 from alloc_assets.core.market.calendar import CALENDAR_END, CALENDAR_START, is_trading_day
-from alloc_assets.core.market.market_io import MarketDataError, read_market_data
+from alloc_assets.core.market.io_errors import MarketDataError
+from alloc_assets.core.market.landing_names import LANDING_FILE
+from alloc_assets.core.market.reader_settings import SNIFF, ReaderSettings
+from alloc_assets.core.market.source import read_market_data
 
-#: A landing file's whole name: a safe stem, ``_YYYY-MM-DD``, and ``.csv``, ``.csv.gz`` or ``.parquet``.
-LANDING_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*_(\d{4}-\d{2}-\d{2})\.(csv|csv\.gz|parquet)$")
 CURRENT = "CURRENT"
 
 
@@ -140,12 +141,12 @@ def _plain_wide_csv_ok(path: Path, day: dt.date) -> bool:
     return True
 
 
-def validate(path: Path, day: dt.date) -> None:
+def validate(path: Path, day: dt.date, settings: ReaderSettings = SNIFF) -> None:
     """The file's rows: that day only, numbers finite and > 0, no symbol twice. Raises
-    ``MarketDataError`` naming file, row and column."""
+    ``MarketDataError`` naming file, row and column. ``settings``: how the full reader reads a CSV."""
     if _plain_wide_csv_ok(path, day):
         return
-    data = read_market_data(path)
+    data = read_market_data(path, settings=settings)
     prices = data.prices
     if prices.height == 0:
         raise MarketDataError("the file has no price rows", path)
@@ -168,18 +169,6 @@ def _suffix(name: str) -> str:
     return ".csv.gz" if name.endswith(".csv.gz") else Path(name).suffix
 
 
-def _atomic_write(target: Path, data: bytes, durable: bool = True) -> None:
-    """Write under a temporary name, then rename: a reader never sees a half-written file.
-    ``durable=False`` skips the per-file fsync (the caller syncs once for a batch, see ``flush``)."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        if durable:
-            fh.flush()
-            os.fsync(fh.fileno())
-    os.replace(tmp, target)
-
-
 def flush() -> None:
     """Make a batch of non-durable accepts durable (one ``sync`` instead of one fsync a file)."""
     os.sync()
@@ -195,8 +184,8 @@ def accept(path: Path, accepted_root: Path, day: dt.date, durable: bool = True) 
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{sha}_{day.isoformat()}{_suffix(path.name)}"
     if not target.exists():
-        _atomic_write(target, data, durable)
-    _atomic_write(folder / CURRENT, target.name.encode(), durable)
+        atomic_write(target, data, durable)
+    atomic_write(folder / CURRENT, target.name.encode(), durable)
     return target
 
 
@@ -243,7 +232,7 @@ def withdraw(copy: Path) -> Path | None:
     others = sorted((p for p in folder.iterdir() if p.is_file() and p.name != CURRENT and p != copy
                      and not p.name.startswith(".")), key=lambda p: (p.stat().st_mtime, p.name))
     if others:
-        _atomic_write(pointer, others[-1].name.encode())
+        atomic_write(pointer, others[-1].name.encode())
         return others[-1]
     pointer.unlink()
     return None
@@ -256,3 +245,30 @@ def move_aside(path: Path, folder: Path, reason: str) -> Path:
     shutil.move(str(path), target)
     (folder / f"{path.name}.reason.txt").write_text(reason + "\n")
     return target
+
+
+def unchanged_originals(entries: list[str]) -> list[Path]:
+    """The original landing files (``<path>::<sha256>``) still there with the content the sensor accepted."""
+    out = []
+    for entry in entries:
+        path_s, _, sha = entry.rpartition("::")
+        path = Path(path_s)
+        try:
+            if path.is_file() and not path.is_symlink() and sha256_file(path) == sha:
+                out.append(path)
+        except OSError:
+            continue
+    return out
+
+
+def consume_originals(entries: list[str]) -> list[str]:
+    """Remove the original landing files the run stored (only if their content is unchanged)."""
+    removed = []
+    for path in unchanged_originals(entries):
+        try:
+            path.unlink()
+            removed.append(str(path))
+        except OSError:
+            continue
+    return removed
+

@@ -34,7 +34,8 @@ class PricePanel:
     def __post_init__(self) -> None:
         t, n = self.close.shape
         if len(self.dates) != t or len(self.symbols) != n:
-            raise ValueError(f"panel shapes disagree: dates {len(self.dates)}, symbols {len(self.symbols)}, close {self.close.shape}")
+            raise ValueError(f"panel shapes disagree: dates {len(self.dates)}, symbols {len(self.symbols)}, "
+                             f"close {self.close.shape}")
         if self.benchmark is not None and self.benchmark.shape != (t,):
             raise ValueError(f"benchmark shape {self.benchmark.shape} != ({t},)")
 

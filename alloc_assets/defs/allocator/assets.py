@@ -20,7 +20,7 @@ import polars as pl
 from alloc_assets.core.regime import REGIME_LABELS
 from alloc_assets.core.market.calendar import next_session, rebalance_mask, sessions_between, trading_sessions
 from alloc_assets.core.allocator.features import StateFrame, encode, feature_specs
-from alloc_assets.core.market.market_io import MarketDataError
+from alloc_assets.core.market.io_errors import MarketDataError
 from alloc_assets.core.market.panel import PricePanel
 from alloc_assets.core.allocator.regimes import PROBABILITY_COLUMNS, compute_regimes, regime_statistics
 from alloc_assets.core.allocator.scalars import applied_scalars as compute_applied

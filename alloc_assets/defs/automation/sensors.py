@@ -32,11 +32,11 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from alloc_assets.core.market.calendar import EXCHANGE_TIMEZONE, is_trading_day
-from alloc_assets.core.market.landing import accept, current_copies, flush, move_aside, scan, sha256_file, validate
-from alloc_assets.core.market.market_io import MarketDataError
+from alloc_assets.core.market.io_errors import MarketDataError
+from alloc_assets.core.market.landing import accept, current_copies, flush, move_aside, scan, sha256_file
 from alloc_assets.defs.automation.jobs import derive_job, refresh_job
 from alloc_assets.defs.market.partitions import partition_key_for, range_tags
-from resources.landing import LandingZone
+from resources.landing import LandingZone, validate
 from resources.market_source import MarketDataSource
 from resources.warehouse import DuckDBWarehouse
 
