@@ -1,13 +1,13 @@
-"""Speed of the strategy search across simulated markets (``alloc_assets.sim.search.search``).
+"""Speed of the strategy search across simulated markets (``alloc_assets.sim.search``).
 
-``bench_strategy_search``: the whole search, :func:`alloc_assets.sim.search.search.run_search` with 100
+``bench_strategy_search``: the whole search, :func:`alloc_assets.sim.search.run.run_search` with 100
 configurations (5 Latin-hypercube batches of 20, early stopping off so that all 100 run) x 5
 scenarios x 1,000 paths x 1,260 days (5 years; plus the 252-day pre-history of the volatility
 estimate), monthly rebalancing, every per-path metric and the objective. ``first_call_s`` is the
 process's first search (compilation of the market and strategy kernels included), ``median_s``
 the median of 3 more (steady state), ``compile_s`` their difference. Target: 30 s.
 
-NumPy reference: :func:`alloc_assets.sim.search.search.evaluate_strategy_numpy`, ONE configuration on one
+NumPy reference: :func:`tests.search.reference_search_numpy.evaluate_strategy_numpy`, ONE configuration on one
 scenario's 1,000 paths (median of 3), and the implied speed ratio against JAX's evaluation of all
 100 x 5 (``speedup_vs_numpy``: the whole search, simulation included; ``speedup_vs_numpy_evaluation``:
 the evaluation part only). Peak memory (``peak_mb``) is added by ``benchmarks/run.py``.

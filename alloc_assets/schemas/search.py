@@ -17,7 +17,7 @@ class StrategySearchTable(pa.DataFrameModel):
     batch: int = pa.Field(ge=0, description="Batch (slice of the Latin hypercube) the configuration was evaluated in.")
     target_vol: pl.Float32 = pa.Field(ge=0, description="Target volatility tau (annual, decimal).")
     window_months: pl.Float32 = pa.Field(gt=0, description="EWMA volatility window (months; half-life 21 x window / 2 days).")
-    risk_aversion: pl.Float32 = pa.Field(gt=0, description="lambda of the linear_decay and sigmoid weight functions.")
+    risk_aversion: pl.Float32 = pa.Field(gt=0, description="lambda of the linear_taper and logistic_taper weight functions.")
     weight_fn: pl.Int32 = pa.Field(isin=list(range(len(WEIGHT_FUNCTIONS))), description="Index of the weight function.")
     cost_bps: pl.Float32 = pa.Field(ge=0, description="Cost per unit of turnover (basis points).")
     weight_fn_name: str = pa.Field(isin=list(WEIGHT_FUNCTIONS), description="Name of the weight function.")

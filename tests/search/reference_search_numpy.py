@@ -32,13 +32,13 @@ def evaluate_strategy_numpy(equity, bond, target_vol: float, window_months: floa
         sig = np.sqrt(TRADING_DAYS_PER_YEAR * var_sum / (1.0 - d**n_seen))
         sig = np.maximum(sig, TINY)
         tau = max(target_vol, TINY)
-        if name == "inverse_vol":
+        if name == "vol_ratio":
             return np.minimum(1.0, tau / sig)
-        if name == "inverse_vol_squared":
+        if name == "vol_ratio_squared":
             return np.minimum(1.0, (tau / sig) ** 2)
-        if name == "linear_decay":
+        if name == "linear_taper":
             return np.clip(1.0 - (sig - tau) / (risk_aversion * tau), 0.0, 1.0)
-        if name == "sigmoid":
+        if name == "logistic_taper":
             with np.errstate(over="ignore"):
                 return 1.0 / (1.0 + np.exp(risk_aversion * (sig - tau) / tau))
         raise ValueError(name)

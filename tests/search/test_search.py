@@ -81,7 +81,7 @@ def test_shock_correlations_are_the_documented_ones(name):
 def test_common_random_numbers_across_scenarios():
     """The same key gives the same normals to every scenario: the yields of two scenarios with the
     same equity-rates correlation move by the same shocks (only the rate differs)."""
-    base, low = search_scenario("base"), search_scenario("low_vol")
+    base, low = search_scenario("base"), search_scenario("calm")
     a = simulate_market(base, 50, 60, 3, return_states=True)
     b = simulate_market(low, 50, 60, 3, return_states=True)
     np.testing.assert_array_equal(np.asarray(a.yields), np.asarray(b.yields))  # same rate, same corr, same shocks
@@ -95,16 +95,16 @@ def test_common_random_numbers_across_scenarios():
 
 @pytest.fixture(scope="module")
 def small_paths():
-    sc = search_scenario("high_vol")
+    sc = search_scenario("turbulent")
     return sc, simulate_market(sc, 300, WARM + 21 * 24, 21)
 
 
 CONFIGS = [  # (tau, window months, lambda, weight function, cost bp): every function, with costs
-    (0.10, 12.0, 2.0, "inverse_vol", 10.0),
-    (0.15, 6.5, 1.0, "inverse_vol_squared", 20.0),
-    (0.08, 23.0, 0.7, "linear_decay", 5.0),
-    (0.12, 9.3, 4.5, "sigmoid", 15.0),
-    (0.25, 18.0, 3.0, "linear_decay", 0.0),
+    (0.10, 12.0, 2.0, "vol_ratio", 10.0),
+    (0.15, 6.5, 1.0, "vol_ratio_squared", 20.0),
+    (0.08, 23.0, 0.7, "linear_taper", 5.0),
+    (0.12, 9.3, 4.5, "logistic_taper", 15.0),
+    (0.25, 18.0, 3.0, "linear_taper", 0.0),
 ]
 
 
@@ -128,11 +128,11 @@ def test_jax_evaluation_equals_numpy_reference(small_paths):
 
 def test_constant_weight_limits_are_the_legs_exactly(small_paths):
     """tau huge: w = min(1, tau / sigma_hat) = 1 and the strategy IS the equity path; tau 0 under
-    linear decay or the sigmoid: w = 0, the bond leg. A 0/1 book never drifts, so it never trades:
+    linear or the logistic taper: w = 0, the bond leg. A 0/1 book never drifts, so it never trades:
     even a 20 bp cost costs nothing."""
     sc, p = small_paths
     params = strategy_params([1e6, 1e6, 0.0, 0.0], 12.0, 2.0,
-                               ["inverse_vol", "linear_decay", "linear_decay", "sigmoid"], [0.0, 20.0, 20.0, 0.0])
+                               ["vol_ratio", "linear_taper", "linear_taper", "logistic_taper"], [0.0, 20.0, 20.0, 0.0])
     out = evaluate_strategies(p, params, sc.rate, WARM, devices=1, return_daily=True)
     equity, bond = np.asarray(p.equity)[WARM:], np.asarray(p.bond)[WARM:]
     for i in (0, 1):
@@ -306,7 +306,7 @@ def test_allocation_path_is_the_cross_path_summary_of_the_numpy_weights(small_pa
     """The weight held each day (JAX, float32) against the independent NumPy loop's weights; the
     band is np.quantile of those over the paths, and the weights average to avg_equity_weight."""
     sc, p = small_paths
-    cfg = CONFIGS[3]  # sigmoid, 15 bp: rebalances move the weight, the book drifts in between
+    cfg = CONFIGS[3]  # logistic_taper, 15 bp: rebalances move the weight, the book drifts in between
     band = allocation_path(p, strategy_params(*cfg), sc.rate, WARM)
     ref = evaluate_strategy_numpy(np.asarray(p.equity), np.asarray(p.bond), *cfg, rate=sc.rate, warmup_days=WARM,
                                     return_weights=True)
@@ -326,10 +326,10 @@ def test_allocation_path_is_the_cross_path_summary_of_the_numpy_weights(small_pa
 
 
 def test_allocation_path_limits(small_paths):
-    """tau huge under inverse_vol: all in equities every day; tau 0 under linear decay: none."""
+    """tau huge under vol_ratio: all in equities every day; tau 0 under linear_taper: none."""
     sc, p = small_paths
-    ones = allocation_path(p, strategy_params(1e6, 12.0, 2.0, "inverse_vol", 5.0), sc.rate, WARM)
-    zeros = allocation_path(p, strategy_params(0.0, 12.0, 2.0, "linear_decay", 5.0), sc.rate, WARM)
+    ones = allocation_path(p, strategy_params(1e6, 12.0, 2.0, "vol_ratio", 5.0), sc.rate, WARM)
+    zeros = allocation_path(p, strategy_params(0.0, 12.0, 2.0, "linear_taper", 5.0), sc.rate, WARM)
     for key in ("p05", "p50", "p95", "mean"):
         assert np.all(ones[key] == 1.0) and np.all(zeros[key] == 0.0), key
     with pytest.raises(ValueError):

@@ -44,7 +44,7 @@ BEST_TABLE = "best_strategies.md"
 def strategy_search(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, search: SearchSettings):
     """Latin-hypercube search of a volatility-targeted equity/bond rule (target vol, EWMA window,
     risk aversion, weight function, cost) scored on five simulated markets (base, bull, bear,
-    high_vol, low_vol; Heston equity, Vasicek bond, the same shocks in every scenario). No upstream
+    turbulent, calm; Heston equity, Vasicek bond, the same shocks in every scenario). No upstream
     asset: it simulates its own markets and reads nothing from the warehouse. Writes the whole
     table ``strategy_search`` (one row per configuration: parameters, per-scenario objective,
     Sharpe, vol, max drawdown, ..., robustness), the figures and ``best_strategies.md``."""

@@ -9,8 +9,10 @@ the bond return is about ``-D dy``, ``corr(equity, bond)`` is about ``-equity_ra
 Drift and volatility are targets of daily SIMPLE returns (annualised x 252 and sqrt(252)).
 
 Common random numbers: day t's normals come from ``fold_in(key, t)``, so one key gives the same
-shocks to every scenario and every configuration. The equations and targets in full:
-docs/notes/search.md.
+shocks to every scenario and every configuration. The five markets are the search's own:
+``base``, ``bull`` and ``bear`` match the stress scenarios of those names in
+``alloc_assets.sim.scenarios``; ``turbulent`` and ``calm`` differ from the stress ``high_vol`` and
+``low_vol`` (base rate and correlation). Equations, targets: docs/notes/search.md.
 """
 
 from __future__ import annotations
@@ -88,8 +90,8 @@ SEARCH_SCENARIOS: tuple[MarketScenario, ...] = (
     MarketScenario("base", 0.08, 0.18, 0.03, -0.3),
     MarketScenario("bull", 0.15, 0.12, 0.02, 0.0),
     MarketScenario("bear", -0.05, 0.35, 0.01, -0.6),
-    MarketScenario("high_vol", 0.05, 0.40, 0.03, -0.3),
-    MarketScenario("low_vol", 0.07, 0.08, 0.03, -0.3),
+    MarketScenario("turbulent", 0.05, 0.40, 0.03, -0.3),
+    MarketScenario("calm", 0.07, 0.08, 0.03, -0.3),
 )
 
 

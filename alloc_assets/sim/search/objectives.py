@@ -15,7 +15,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class InvestmentObjectives:
-    """The seed's investment objectives, as per-path constraints, and the penalty per violated one.
+    """The investment objectives (volatility, drawdown, VaR, CVaR, cost) as per-path constraints, and
+    the penalty per violated one.
 
     max_vol : annual volatility ceiling. max_drawdown : floor of the maximum drawdown.
     var_95, cvar_95 : floors of the DAILY 95 % VaR and CVaR (returns, so negative).

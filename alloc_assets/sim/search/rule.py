@@ -2,13 +2,15 @@
 follows an EWMA volatility estimate, evaluated on simulated paths (JAX, one compilation).
 
 Weights are set at the close of day 0 (free of cost) and of days 21, 42, ... (not the horizon's last
-day); the book drifts in between. The equity weight ``w`` (rest in the bond, ``0 <= w <= 1``) is a
-function (:data:`WEIGHT_FUNCTIONS`) of ``x = tau / sigma_hat`` or of ``(sigma_hat - tau) / tau``,
-where ``sigma_hat`` is the annualised, bias-corrected EWMA volatility of daily equity returns (zero
-mean, half-life ``21 window_months / 2`` days, fed by ``warmup_days`` of pre-history). Cost per unit
-of turnover ``sum_i |target_i - drifted_i|`` is subtracted from the rebalance day's return.
-Per-path metrics follow ``alloc_assets.sim.engine.metrics`` (Sharpe in excess of the scenario's
-rate; VaR and CVaR of DAILY returns). Details: docs/notes/search.md.
+day); the book drifts in between. The equity weight ``w`` (rest in the bond) is, with ``x = tau /
+sigma_hat`` and ``e = (sigma_hat - tau) / tau``: ``vol_ratio`` ``min(1, x)``, ``vol_ratio_squared``
+``min(1, x^2)``, ``linear_taper`` ``clip(1 - e / lambda, 0, 1)``, ``logistic_taper``
+``1 / (1 + exp(lambda e))`` (:data:`WEIGHT_FUNCTIONS`); ``sigma_hat`` is the annualised,
+bias-corrected EWMA volatility of daily equity returns (zero mean, half-life ``21 window_months / 2``
+days, fed by ``warmup_days`` of pre-history). Cost per unit of turnover ``sum_i |target_i -
+drifted_i|`` is subtracted from the rebalance day's return. Per-path metrics follow
+``alloc_assets.sim.engine.metrics`` (Sharpe in excess of the scenario's rate; VaR and CVaR of DAILY
+returns). Details: docs/notes/search.md.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from alloc_assets.sim.models.world import TRADING_DAYS_PER_YEAR
 from alloc_assets.sim.search.markets import DTYPE, TRACES, MarketPaths
 
 REBALANCE_DAYS = 21
-WEIGHT_FUNCTIONS: tuple[str, ...] = ("inverse_vol", "inverse_vol_squared", "linear_decay", "sigmoid")
+WEIGHT_FUNCTIONS: tuple[str, ...] = ("vol_ratio", "vol_ratio_squared", "linear_taper", "logistic_taper")
 PARAMETERS: tuple[str, ...] = ("target_vol", "window_months", "risk_aversion", "cost_bps", "weight_fn")
 TINY = 1e-12  # floor of sigma_hat and tau in the weight functions
 
