@@ -1,13 +1,13 @@
-"""Speed of the strategy search across simulated markets (``alloc_assets.sim.search.search``).
+"""Speed of the strategy search across simulated markets (``alloc_assets.sim.search``).
 
-``bench_strategy_search``: the whole search, :func:`alloc_assets.sim.search.search.run_search` with 100
+``bench_strategy_search``: the whole search, :func:`alloc_assets.sim.search.run.run_search` with 100
 configurations (5 Latin-hypercube batches of 20, early stopping off so that all 100 run) x 5
 scenarios x 1,000 paths x 1,260 days (5 years; plus the 252-day pre-history of the volatility
 estimate), monthly rebalancing, every per-path metric and the objective. ``first_call_s`` is the
 process's first search (compilation of the market and strategy kernels included), ``median_s``
 the median of 3 more (steady state), ``compile_s`` their difference. Target: 30 s.
 
-NumPy reference: :func:`alloc_assets.sim.search.search.evaluate_strategy_numpy`, ONE configuration on one
+NumPy reference: :func:`tests.search.reference_search_numpy.evaluate_strategy_numpy`, ONE configuration on one
 scenario's 1,000 paths (median of 3), and the implied speed ratio against JAX's evaluation of all
 100 x 5 (``speedup_vs_numpy``: the whole search, simulation included; ``speedup_vs_numpy_evaluation``:
 the evaluation part only). Peak memory (``peak_mb``) is added by ``benchmarks/run.py``.
@@ -45,10 +45,14 @@ def bench_strategy_search() -> dict:
     import jax
     import numpy as np
 
-    from alloc_assets.sim.search import search as S
+    from alloc_assets.sim.search.markets import search_scenario, simulate_market
+    from alloc_assets.sim.search.rule import STRATEGY_METRICS, evaluate_strategies, strategy_params
+    from alloc_assets.sim.search.run import run_search
+    from alloc_assets.sim.search.space import plateau_reached
+    from tests.search.reference_search_numpy import evaluate_strategy_numpy
 
     def search():
-        return S.run_search(n_paths=N_PATHS, horizon_days=HORIZON_DAYS, seed=SEED, budget=BUDGET, batch_size=BATCH,
+        return run_search(n_paths=N_PATHS, horizon_days=HORIZON_DAYS, seed=SEED, budget=BUDGET, batch_size=BATCH,
                             early_stopping=False)
 
     t0 = time.perf_counter()
@@ -65,23 +69,23 @@ def bench_strategy_search() -> dict:
     assert all(np.array_equal(first.table[k], res.table[k]) for k in first.table), "the search is not reproducible"
 
     # NumPy: one configuration (the most robust one) on the base scenario's paths (the search's own)
-    base = S.search_scenario("base")
+    base = search_scenario("base")
     warm = first.settings["warmup_days"]
-    paths = S.simulate_market(base, N_PATHS, warm + HORIZON_DAYS, SEED)
+    paths = simulate_market(base, N_PATHS, warm + HORIZON_DAYS, SEED)
     eq, bd = np.asarray(paths.equity), np.asarray(paths.bond)
     r = first.best_robust
     cfg = (r["target_vol"], r["window_months"], r["risk_aversion"], int(r["weight_fn"]), r["cost_bps"])
     np_times = []
     for _ in range(3):
         t0 = time.perf_counter()
-        ref = S.evaluate_strategy_numpy(eq, bd, *cfg, rate=base.rate, warmup_days=warm)
+        ref = evaluate_strategy_numpy(eq, bd, *cfg, rate=base.rate, warmup_days=warm)
         np_times.append(time.perf_counter() - t0)
     np_one = statistics.median(np_times)
-    got = S.evaluate_strategies(paths, S.strategy_params(*cfg), base.rate, warm)
-    max_diff = max(float(np.max(np.abs(got[k][0] - ref[k]))) for k in S.STRATEGY_METRICS)
+    got = evaluate_strategies(paths, strategy_params(*cfg), base.rate, warm)
+    max_diff = max(float(np.max(np.abs(got[k][0] - ref[k]))) for k in STRATEGY_METRICS)
     n_evals = BUDGET * len(first.scenarios)
     obj = np.stack([first.table[f"{s}_objective"] for s in first.scenarios], axis=1)
-    would_stop = next((n for n in range(2 * BATCH, BUDGET + 1, BATCH) if S.plateau_reached(obj[:n])), None)
+    would_stop = next((n for n in range(2 * BATCH, BUDGET + 1, BATCH) if plateau_reached(obj[:n])), None)
     config_path_days = n_evals * N_PATHS * HORIZON_DAYS
     return {
         "median_s": median,

@@ -1,4 +1,4 @@
-"""Strategy search across simulated markets (``alloc_assets.sim.search.search``): the market hits its
+"""Strategy search across simulated markets (``alloc_assets.sim.search``): the market hits its
 targets, the JAX evaluation equals an independent NumPy one, parameters never recompile, the
 search is reproducible, the sampler is a (sliced) Latin hypercube, closed-form limits, stopping."""
 
@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 
 from alloc_assets.sim.engine import metrics as sim_metrics
-from alloc_assets.sim.search import search as S
+from alloc_assets.sim.search.markets import SEARCH_SCENARIOS, search_scenario, simulate_market, trace_count
+from alloc_assets.sim.search.objectives import robustness_scores, spearman
+from alloc_assets.sim.search.rule import (PARAMETERS, STRATEGY_METRICS, StrategyParams, equity_weight, evaluate_strategies,
+                                          evaluator, strategy_params)
+from alloc_assets.sim.search.run import SearchPlan, SearchResult, allocation_path, assemble_search, evaluate_unit, run_search
+from alloc_assets.sim.search.space import SearchSpace, plateau_reached, sliced_latin_hypercube
+from tests.search.reference_search_numpy import evaluate_strategy_numpy
 
 WARM = 252  # default pre-history of the volatility estimate
 
@@ -23,12 +29,12 @@ WARM = 252  # default pre-history of the volatility estimate
 # the market
 
 
-@pytest.mark.parametrize("scenario", S.SEARCH_SCENARIOS, ids=lambda s: s.name)
+@pytest.mark.parametrize("scenario", SEARCH_SCENARIOS, ids=lambda s: s.name)
 def test_scenario_hits_drift_and_volatility_targets(scenario):
     """Per-path annualised mean and variance of daily simple returns; the standard errors come from
     their spread across the (independent) paths, so they include the volatility clustering."""
     n_paths, n_days = 2000, 252 * 5
-    p = S.simulate_market(scenario, n_paths, n_days, 11)
+    p = simulate_market(scenario, n_paths, n_days, 11)
     assert p.equity.shape == (n_days, n_paths) and p.equity.dtype == np.float32
     re = np.asarray(p.equity, dtype=np.float64)
     rb = np.asarray(p.bond, dtype=np.float64)
@@ -50,8 +56,8 @@ def test_scenario_hits_drift_and_volatility_targets(scenario):
 def test_shock_correlations_are_the_documented_ones(name):
     """Recover W1 (equity), W2 (variance) and W3 (yield) from the simulated states: corr(W1, W2) is
     Heston's rho (-0.7) and corr(W1, W3) the scenario's equity-rates correlation."""
-    sc = S.search_scenario(name)
-    p = S.simulate_market(sc, 1000, 252, 5, return_states=True)
+    sc = search_scenario(name)
+    p = simulate_market(sc, 1000, 252, 5, return_states=True)
     dt = 1 / 252
     x = np.log1p(np.asarray(p.equity, dtype=np.float64))
     v = np.asarray(p.variance, dtype=np.float64)
@@ -75,11 +81,11 @@ def test_shock_correlations_are_the_documented_ones(name):
 def test_common_random_numbers_across_scenarios():
     """The same key gives the same normals to every scenario: the yields of two scenarios with the
     same equity-rates correlation move by the same shocks (only the rate differs)."""
-    base, low = S.search_scenario("base"), S.search_scenario("low_vol")
-    a = S.simulate_market(base, 50, 60, 3, return_states=True)
-    b = S.simulate_market(low, 50, 60, 3, return_states=True)
+    base, low = search_scenario("base"), search_scenario("calm")
+    a = simulate_market(base, 50, 60, 3, return_states=True)
+    b = simulate_market(low, 50, 60, 3, return_states=True)
     np.testing.assert_array_equal(np.asarray(a.yields), np.asarray(b.yields))  # same rate, same corr, same shocks
-    c = S.simulate_market(base, 50, 60, 4, return_states=True)
+    c = simulate_market(base, 50, 60, 4, return_states=True)
     assert not np.array_equal(np.asarray(a.yields), np.asarray(c.yields))
 
 
@@ -89,16 +95,16 @@ def test_common_random_numbers_across_scenarios():
 
 @pytest.fixture(scope="module")
 def small_paths():
-    sc = S.search_scenario("high_vol")
-    return sc, S.simulate_market(sc, 300, WARM + 21 * 24, 21)
+    sc = search_scenario("turbulent")
+    return sc, simulate_market(sc, 300, WARM + 21 * 24, 21)
 
 
 CONFIGS = [  # (tau, window months, lambda, weight function, cost bp): every function, with costs
-    (0.10, 12.0, 2.0, "inverse_vol", 10.0),
-    (0.15, 6.5, 1.0, "inverse_vol_squared", 20.0),
-    (0.08, 23.0, 0.7, "linear_decay", 5.0),
-    (0.12, 9.3, 4.5, "sigmoid", 15.0),
-    (0.25, 18.0, 3.0, "linear_decay", 0.0),
+    (0.10, 12.0, 2.0, "vol_ratio", 10.0),
+    (0.15, 6.5, 1.0, "vol_ratio_squared", 20.0),
+    (0.08, 23.0, 0.7, "linear_taper", 5.0),
+    (0.12, 9.3, 4.5, "logistic_taper", 15.0),
+    (0.25, 18.0, 3.0, "linear_taper", 0.0),
 ]
 
 
@@ -108,12 +114,12 @@ def test_jax_evaluation_equals_numpy_reference(small_paths):
     wealth): at most ~1e-4 relative, ~1e-6 observed; every rule is continuous in sigma_hat, so no
     rounding flips a branch. Hence rtol 1e-4 and atol 1e-5 (returns and drawdowns ~1e-2)."""
     sc, p = small_paths
-    params = S.strategy_params(*zip(*CONFIGS))
-    got = S.evaluate_strategies(p, params, sc.rate, WARM, devices=1)
+    params = strategy_params(*zip(*CONFIGS))
+    got = evaluate_strategies(p, params, sc.rate, WARM, devices=1)
     eq, bd = np.asarray(p.equity), np.asarray(p.bond)
     for i, cfg in enumerate(CONFIGS):
-        ref = S.evaluate_strategy_numpy(eq, bd, *cfg, rate=sc.rate, warmup_days=WARM)
-        for k in S.STRATEGY_METRICS:
+        ref = evaluate_strategy_numpy(eq, bd, *cfg, rate=sc.rate, warmup_days=WARM)
+        for k in STRATEGY_METRICS:
             np.testing.assert_allclose(got[k][i], ref[k], rtol=1e-4, atol=1e-5, err_msg=f"{cfg} {k}")
     assert np.all(got["cost_per_year"][0] > 0) and np.all(got["cost_per_year"][4] == 0)
     w = got["avg_equity_weight"]
@@ -122,12 +128,12 @@ def test_jax_evaluation_equals_numpy_reference(small_paths):
 
 def test_constant_weight_limits_are_the_legs_exactly(small_paths):
     """tau huge: w = min(1, tau / sigma_hat) = 1 and the strategy IS the equity path; tau 0 under
-    linear decay or the sigmoid: w = 0, the bond leg. A 0/1 book never drifts, so it never trades:
+    linear or the logistic taper: w = 0, the bond leg. A 0/1 book never drifts, so it never trades:
     even a 20 bp cost costs nothing."""
     sc, p = small_paths
-    params = S.strategy_params([1e6, 1e6, 0.0, 0.0], 12.0, 2.0,
-                               ["inverse_vol", "linear_decay", "linear_decay", "sigmoid"], [0.0, 20.0, 20.0, 0.0])
-    out = S.evaluate_strategies(p, params, sc.rate, WARM, devices=1, return_daily=True)
+    params = strategy_params([1e6, 1e6, 0.0, 0.0], 12.0, 2.0,
+                               ["vol_ratio", "linear_taper", "linear_taper", "logistic_taper"], [0.0, 20.0, 20.0, 0.0])
+    out = evaluate_strategies(p, params, sc.rate, WARM, devices=1, return_daily=True)
     equity, bond = np.asarray(p.equity)[WARM:], np.asarray(p.bond)[WARM:]
     for i in (0, 1):
         np.testing.assert_array_equal(out["returns"][i], equity)
@@ -144,7 +150,7 @@ def test_constant_weight_limits_are_the_legs_exactly(small_paths):
 
 def test_weight_functions():
     sig, tau = np.array([0.05, 0.10, 0.20, 0.40]), 0.10
-    w = lambda fn, lam=2.0: np.asarray(S.equity_weight(sig, tau, lam, fn))  # noqa: E731
+    w = lambda fn, lam=2.0: np.asarray(equity_weight(sig, tau, lam, fn))  # noqa: E731
     np.testing.assert_allclose(w(0), [1.0, 1.0, 0.5, 0.25], rtol=1e-6)
     np.testing.assert_allclose(w(1), [1.0, 1.0, 0.25, 0.0625], rtol=1e-6)
     np.testing.assert_allclose(w(2), [1.0, 1.0, 0.5, 0.0], rtol=1e-6)  # 1 - (sig - tau) / (2 tau)
@@ -154,30 +160,30 @@ def test_weight_functions():
 def test_changing_any_parameter_does_not_recompile():
     """One compilation for every value of every strategy parameter (and every scenario's rate):
     counted both by the Python trace counter and by the jitted function's own cache."""
-    sc = S.search_scenario("base")
-    p = S.simulate_market(sc, 37, WARM + 63, 2)  # a shape no other test uses
-    fn = S.evaluator(1)
-    before = S.trace_count()
+    sc = search_scenario("base")
+    p = simulate_market(sc, 37, WARM + 63, 2)  # a shape no other test uses
+    fn = evaluator(1)
+    before = trace_count()
     base = dict(target_vol=0.10, window_months=12.0, risk_aversion=2.0, weight_fn=2, cost_bps=5.0)
     variants = [{}, {"cost_bps": 17.0}, {"target_vol": 0.06}, {"window_months": 22.5}, {"risk_aversion": 0.6},
                 {"weight_fn": 3}, {"weight_fn": 0}, {"weight_fn": 1, "target_vol": 0.19, "cost_bps": 0.0}]
     results = []
     for i, change in enumerate(variants):
         kw = {**base, **change}
-        params = S.strategy_params(*[[kw[k]] * 4 for k in ("target_vol", "window_months", "risk_aversion", "weight_fn", "cost_bps")])
-        results.append(S.evaluate_strategies(p, params, sc.rate, WARM, devices=1)["sharpe"])
+        params = strategy_params(*[[kw[k]] * 4 for k in ("target_vol", "window_months", "risk_aversion", "weight_fn", "cost_bps")])
+        results.append(evaluate_strategies(p, params, sc.rate, WARM, devices=1)["sharpe"])
         if i == 0:
-            assert S.trace_count() == before + 1
+            assert trace_count() == before + 1
             cache = fn._cache_size()
-    S.evaluate_strategies(p, params, 0.05, WARM, devices=1)  # another scenario's rate
-    assert S.trace_count() == before + 1
+    evaluate_strategies(p, params, 0.05, WARM, devices=1)  # another scenario's rate
+    assert trace_count() == before + 1
     assert fn._cache_size() == cache
     assert all(not np.array_equal(results[0], r) for r in results[1:])  # each change did change something
     # simulating another scenario reuses the market kernel too
-    n_sim = S.trace_count("simulate")
-    for s in S.SEARCH_SCENARIOS:
-        S.simulate_market(s, 37, WARM + 63, 9)
-    assert S.trace_count("simulate") == n_sim
+    n_sim = trace_count("simulate")
+    for s in SEARCH_SCENARIOS:
+        simulate_market(s, 37, WARM + 63, 9)
+    assert trace_count("simulate") == n_sim
 
 
 # --------------------------------------------------------------------------------------------------
@@ -186,7 +192,7 @@ def test_changing_any_parameter_does_not_recompile():
 
 def test_sliced_latin_hypercube_one_point_per_stratum():
     n_slices, size, dims = 5, 20, 5
-    u = S.sliced_latin_hypercube(n_slices, size, dims, np.random.default_rng(3))
+    u = sliced_latin_hypercube(n_slices, size, dims, np.random.default_rng(3))
     assert u.shape == (n_slices, size, dims) and np.all((u >= 0) & (u < 1))
     for d in range(dims):
         whole = np.sort(np.floor(u[..., d].ravel() * n_slices * size).astype(int))
@@ -194,15 +200,15 @@ def test_sliced_latin_hypercube_one_point_per_stratum():
         for b in range(n_slices):
             part = np.sort(np.floor(u[b, :, d] * size).astype(int))
             np.testing.assert_array_equal(part, np.arange(size))  # each batch: one per coarse stratum
-    space = S.SearchSpace()
+    space = SearchSpace()
     params = space.scale(u[0])
-    for name in S.PARAMETERS[:4]:
+    for name in PARAMETERS[:4]:
         lo, hi = getattr(space, name)
         x = np.asarray(getattr(params, name), dtype=np.float64)
         strata = np.sort(np.floor((x - lo) / (hi - lo) * size).astype(int))
         np.testing.assert_array_equal(strata, np.arange(size))
     np.testing.assert_array_equal(np.bincount(params.weight_fn, minlength=4), [5, 5, 5, 5])  # stratified
-    other = S.sliced_latin_hypercube(n_slices, size, dims, np.random.default_rng(4))
+    other = sliced_latin_hypercube(n_slices, size, dims, np.random.default_rng(4))
     assert not np.array_equal(u, other)
 
 
@@ -211,25 +217,25 @@ def test_stopping_rule_stops_on_a_plateau():
     best = np.concatenate([np.linspace(1.0, 1.15, 60), np.full(60, 1.15)])
     rng = np.random.default_rng(0)
     seq = best - rng.uniform(0, 0.3, best.size) * (np.arange(best.size) % 3 != 0)  # noisy, running max = best
-    stops = [n for n in range(20, 121, 20) if S.plateau_reached(seq[:n])]
+    stops = [n for n in range(20, 121, 20) if plateau_reached(seq[:n])]
     assert stops[0] == 80  # first batch boundary where the last 20 brought < 1 %
-    assert not S.plateau_reached(seq[:20])  # nothing to compare with yet
+    assert not plateau_reached(seq[:20])  # nothing to compare with yet
     rising = np.linspace(0.5, 2.0, 120)
-    assert not any(S.plateau_reached(rising[:n]) for n in range(20, 121, 20))
+    assert not any(plateau_reached(rising[:n]) for n in range(20, 121, 20))
     # several scenarios: stop only when none of them improves
     two = np.stack([seq, np.concatenate([np.linspace(1, 1.1, 100), np.full(20, 1.1)])], axis=1)
-    assert not S.plateau_reached(two[:80]) and S.plateau_reached(two[:120])
+    assert not plateau_reached(two[:80]) and plateau_reached(two[:120])
     # negative objectives and the absolute floor near 0
-    assert S.plateau_reached(np.full(40, -0.5))
-    assert not S.plateau_reached(np.r_[np.full(20, -0.5), np.full(20, -0.49)])  # +0.01 >= 1 % of 0.5
-    assert S.plateau_reached(np.r_[np.full(20, 0.0), np.full(20, 0.00005)])  # < 1 % of the floor 0.01
+    assert plateau_reached(np.full(40, -0.5))
+    assert not plateau_reached(np.r_[np.full(20, -0.5), np.full(20, -0.49)])  # +0.01 >= 1 % of 0.5
+    assert plateau_reached(np.r_[np.full(20, 0.0), np.full(20, 0.00005)])  # < 1 % of the floor 0.01
 
 
 def test_robustness_definition():
     obj = np.array([[1.0, -1.0, 0.0], [0.85, -1.15, 0.0], [0.7, -1.3, -0.1], [0.8, -1.2, 0.0]])
     # best: 1.0 (threshold 0.8), -1.0 (threshold -1.2), 0.0 (ties only)
-    np.testing.assert_allclose(S.robustness_scores(obj), [1.0, 1.0, 0.0, 1.0])
-    assert S.spearman(np.arange(10.0), np.arange(10.0) ** 3) == pytest.approx(1.0)
+    np.testing.assert_allclose(robustness_scores(obj), [1.0, 1.0, 0.0, 1.0])
+    assert spearman(np.arange(10.0), np.arange(10.0) ** 3) == pytest.approx(1.0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -239,14 +245,14 @@ def test_robustness_definition():
 SMALL = dict(n_paths=48, horizon_days=126, warmup_days=63, budget=40, batch_size=20, early_stopping=False)
 
 
-def _same_table(a: S.SearchResult, b: S.SearchResult) -> bool:
+def _same_table(a: SearchResult, b: SearchResult) -> bool:
     return a.table.keys() == b.table.keys() and all(np.array_equal(a.table[k], b.table[k]) for k in a.table)
 
 
 def test_search_is_reproducible_and_seeded():
-    a = S.run_search(seed=5, **SMALL)
-    b = S.run_search(seed=5, **SMALL)
-    c = S.run_search(seed=6, **SMALL)
+    a = run_search(seed=5, **SMALL)
+    b = run_search(seed=5, **SMALL)
+    c = run_search(seed=6, **SMALL)
     assert _same_table(a, b) and a.summary == b.summary and a.best_robust == b.best_robust
     assert not _same_table(a, c)
     assert not np.array_equal(a.table["base_objective"], c.table["base_objective"])
@@ -265,7 +271,7 @@ def test_search_is_reproducible_and_seeded():
 
 
 def test_search_stops_early_when_the_objective_plateaus():
-    res = S.run_search(seed=5, **{**SMALL, "budget": 100, "early_stopping": True, "stop_rel_tol": 10.0})
+    res = run_search(seed=5, **{**SMALL, "budget": 100, "early_stopping": True, "stop_rel_tol": 10.0})
     assert res.stopped_early and res.n_evaluated == 40  # the first possible check
 
 
@@ -274,14 +280,16 @@ def test_sharded_over_two_host_devices_gives_the_same_numbers():
     """The same evaluation split over two XLA host devices (shard_map) and on one (bitwise)."""
     code = textwrap.dedent("""
         import numpy as np
-        from alloc_assets.sim.search import search as S
+        from alloc_assets.sim.search.markets import search_scenario, simulate_market
+        from alloc_assets.sim.search.rule import evaluate_strategies
+        from alloc_assets.sim.search.space import SearchSpace, sliced_latin_hypercube
         import jax
         assert len(jax.devices()) == 2
-        sc = S.search_scenario("bear")
-        p = S.simulate_market(sc, 64, 252 + 126, 1)
-        params = S.SearchSpace().scale(S.sliced_latin_hypercube(1, 8, 5, np.random.default_rng(0))[0])
-        one = S.evaluate_strategies(p, params, sc.rate, devices=1)
-        two = S.evaluate_strategies(p, params, sc.rate, devices=2)
+        sc = search_scenario("bear")
+        p = simulate_market(sc, 64, 252 + 126, 1)
+        params = SearchSpace().scale(sliced_latin_hypercube(1, 8, 5, np.random.default_rng(0))[0])
+        one = evaluate_strategies(p, params, sc.rate, devices=1)
+        two = evaluate_strategies(p, params, sc.rate, devices=2)
         assert all(np.array_equal(one[k], two[k], equal_nan=True) for k in one), "differ"
         print("OK")
     """)
@@ -298,9 +306,9 @@ def test_allocation_path_is_the_cross_path_summary_of_the_numpy_weights(small_pa
     """The weight held each day (JAX, float32) against the independent NumPy loop's weights; the
     band is np.quantile of those over the paths, and the weights average to avg_equity_weight."""
     sc, p = small_paths
-    cfg = CONFIGS[3]  # sigmoid, 15 bp: rebalances move the weight, the book drifts in between
-    band = S.allocation_path(p, S.strategy_params(*cfg), sc.rate, WARM)
-    ref = S.evaluate_strategy_numpy(np.asarray(p.equity), np.asarray(p.bond), *cfg, rate=sc.rate, warmup_days=WARM,
+    cfg = CONFIGS[3]  # logistic_taper, 15 bp: rebalances move the weight, the book drifts in between
+    band = allocation_path(p, strategy_params(*cfg), sc.rate, WARM)
+    ref = evaluate_strategy_numpy(np.asarray(p.equity), np.asarray(p.bond), *cfg, rate=sc.rate, warmup_days=WARM,
                                     return_weights=True)
     w = ref["weights"]  # (horizon, paths)
     horizon = p.n_days - WARM
@@ -313,19 +321,19 @@ def test_allocation_path_is_the_cross_path_summary_of_the_numpy_weights(small_pa
     assert np.all(band["p95"] - band["p05"] > 0)  # the paths disagree: a real band
     np.testing.assert_allclose(w.mean(axis=0), ref["avg_equity_weight"], rtol=1e-12)
     # within a month the weight only drifts, at a rebalance it jumps to the rule's target
-    full = S.evaluate_strategies(p, S.strategy_params(*cfg), sc.rate, WARM, devices=1, return_weights=True)
+    full = evaluate_strategies(p, strategy_params(*cfg), sc.rate, WARM, devices=1, return_weights=True)
     np.testing.assert_allclose(full["weights"][0].mean(axis=0), full["avg_equity_weight"][0], rtol=1e-5)
 
 
 def test_allocation_path_limits(small_paths):
-    """tau huge under inverse_vol: all in equities every day; tau 0 under linear decay: none."""
+    """tau huge under vol_ratio: all in equities every day; tau 0 under linear_taper: none."""
     sc, p = small_paths
-    ones = S.allocation_path(p, S.strategy_params(1e6, 12.0, 2.0, "inverse_vol", 5.0), sc.rate, WARM)
-    zeros = S.allocation_path(p, S.strategy_params(0.0, 12.0, 2.0, "linear_decay", 5.0), sc.rate, WARM)
+    ones = allocation_path(p, strategy_params(1e6, 12.0, 2.0, "vol_ratio", 5.0), sc.rate, WARM)
+    zeros = allocation_path(p, strategy_params(0.0, 12.0, 2.0, "linear_taper", 5.0), sc.rate, WARM)
     for key in ("p05", "p50", "p95", "mean"):
         assert np.all(ones[key] == 1.0) and np.all(zeros[key] == 0.0), key
     with pytest.raises(ValueError):
-        S.allocation_path(p, S.strategy_params([0.1, 0.2], 12.0, 2.0, 0, 5.0), sc.rate, WARM)
+        allocation_path(p, strategy_params([0.1, 0.2], 12.0, 2.0, 0, 5.0), sc.rate, WARM)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -336,16 +344,16 @@ def test_a_configurations_numbers_do_not_depend_on_its_batch_mates():
     """A distributed unit recomputes a batch in another process: each configuration's numbers must
     depend only on itself and the paths. Same-shape calls (the batch size) with other
     configurations around it, or at another position, give the same bits."""
-    plan = S.SearchPlan(n_paths=48, horizon_days=126, warmup_days=63, budget=40, batch_size=20, seed=5)
+    plan = SearchPlan(n_paths=48, horizon_days=126, warmup_days=63, budget=40, batch_size=20, seed=5)
     sc, p = plan.scenario("bear"), plan.simulate("bear")
     P, Q = plan.batch_params(0), plan.batch_params(1)
-    ref = S.evaluate_strategies(p, P, sc.rate, 63)
+    ref = evaluate_strategies(p, P, sc.rate, 63)
     pos = np.arange(20)
-    mixed = S.StrategyParams(*[np.where(pos == 3, getattr(P, f), getattr(Q, f))
+    mixed = StrategyParams(*[np.where(pos == 3, getattr(P, f), getattr(Q, f))
                                for f in ("target_vol", "window_months", "risk_aversion", "weight_fn", "cost_bps")])
-    other = S.evaluate_strategies(p, mixed, sc.rate, 63)
-    moved = S.evaluate_strategies(p, P.take(np.roll(pos, 5)), sc.rate, 63)  # config 3 now at position 8
-    for k in S.STRATEGY_METRICS:
+    other = evaluate_strategies(p, mixed, sc.rate, 63)
+    moved = evaluate_strategies(p, P.take(np.roll(pos, 5)), sc.rate, 63)  # config 3 now at position 8
+    for k in STRATEGY_METRICS:
         assert np.array_equal(ref[k][3], other[k][3]) and np.array_equal(ref[k][3], moved[k][8]), k
         assert not np.array_equal(ref[k][4], other[k][4]) or k == "cost_per_year", k  # the mates did change
 
@@ -355,13 +363,13 @@ def test_units_assemble_into_run_search_bit_for_bit():
     over in a shuffled order and for every batch (speculatively past the stop): the assembled
     result is run_search's, bit for bit, with the same early stop."""
     kw = dict(n_paths=48, horizon_days=126, warmup_days=63, budget=100, batch_size=20, seed=5, stop_rel_tol=10.0)
-    direct = S.run_search(**kw)
-    plan = S.SearchPlan(**kw)
+    direct = run_search(**kw)
+    plan = SearchPlan(**kw)
     units = plan.units()
-    assert len(units) == 5 * 5 and units[:5] == [(s.name, 0) for s in S.SEARCH_SCENARIOS]
+    assert len(units) == 5 * 5 and units[:5] == [(s.name, 0) for s in SEARCH_SCENARIOS]
     rng = np.random.default_rng(0)
-    done = {units[i]: S.evaluate_unit(plan, *units[i]) for i in rng.permutation(len(units))}
-    got = S.assemble_search(plan, done)
+    done = {units[i]: evaluate_unit(plan, *units[i]) for i in rng.permutation(len(units))}
+    got = assemble_search(plan, done)
     assert direct.stopped_early and got.stopped_early and got.n_evaluated == direct.n_evaluated == 40
     assert got.table.keys() == direct.table.keys()
     for k, v in direct.table.items():
@@ -372,8 +380,8 @@ def test_units_assemble_into_run_search_bit_for_bit():
             assert np.array_equal(got.allocation_path[s][key], arr), (s, key)
     # batches before the stop are required
     with pytest.raises(KeyError):
-        S.assemble_search(plan, {u: r for u, r in done.items() if u != ("bull", 1)}, allocation_path=False)
+        assemble_search(plan, {u: r for u, r in done.items() if u != ("bull", 1)}, allocation_path=False)
     # without early stopping every batch counts
-    full = S.assemble_search(S.SearchPlan(**{**kw, "early_stopping": False}), done, allocation_path=False)
+    full = assemble_search(SearchPlan(**{**kw, "early_stopping": False}), done, allocation_path=False)
     assert full.n_evaluated == 100 and not full.stopped_early
     np.testing.assert_array_equal(full.table["base_objective"][:40], direct.table["base_objective"])

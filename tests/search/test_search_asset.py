@@ -13,7 +13,7 @@ SMALL = dict(n_paths=64, horizon_days=252, seed=3, budget=20, batch_size=10, ear
 
 
 def test_strategy_search_stores_the_search_its_figures_and_metadata(alloc_home):
-    from alloc_assets.sim.search.search import run_search
+    from alloc_assets.sim.search.run import run_search
 
     wh = DuckDBWarehouse()
     result = dg.materialize([strategy_search], instance=dg.DagsterInstance.ephemeral(),
@@ -52,15 +52,16 @@ def test_strategy_search_stores_the_search_its_figures_and_metadata(alloc_home):
     assert meta["allocation_path"].value.startswith("![allocation path](data:image/png;base64,")
     # the allocation path: the best robust configuration's equity weight at day 252 (one year), per
     # scenario, median [5 %, 95 %] over the paths, recomputed here from the NumPy reference
-    from alloc_assets.sim.search import search as S
+    from alloc_assets.sim.search.run import SearchPlan
+    from tests.search.reference_search_numpy import evaluate_strategy_numpy
 
-    plan = S.SearchPlan(**{k: v for k, v in SMALL.items()})
+    plan = SearchPlan(**{k: v for k, v in SMALL.items()})
     r = direct.best_robust
     table = meta["allocation_path_summary"].value
     assert "| scenario | day 252 |" in table
     for s in direct.scenarios:
         p = plan.simulate(s)
-        w = S.evaluate_strategy_numpy(np.asarray(p.equity), np.asarray(p.bond), r["target_vol"], r["window_months"],
+        w = evaluate_strategy_numpy(np.asarray(p.equity), np.asarray(p.bond), r["target_vol"], r["window_months"],
                                       r["risk_aversion"], r["weight_fn_name"], r["cost_bps"], plan.scenario(s).rate,
                                       plan.warmup_days, return_weights=True)["weights"][-1]
         q05, q50, q95 = np.quantile(w, [0.05, 0.5, 0.95])
@@ -79,8 +80,6 @@ def test_strategy_search_stores_the_search_its_figures_and_metadata(alloc_home):
 def test_strategy_search_is_standalone_and_outside_refresh_job():
     from alloc_assets.definitions import defs
     from alloc_assets.defs.resources import RESOURCES
-    from alloc_assets.defs.search import assets as defs_search
-    from alloc_assets.sim.search import search as sim_search
 
     key = dg.AssetKey("strategy_search")
     node = defs.resolve_assets_def("strategy_search")
@@ -89,5 +88,3 @@ def test_strategy_search_is_standalone_and_outside_refresh_job():
     assert key not in defs.resolve_job_def("refresh_job").asset_layer.executable_asset_keys
     assert key not in defs.resolve_job_def("derive_job").asset_layer.executable_asset_keys
     assert isinstance(RESOURCES["search"], SearchSettings)
-    assert defs_search._WEIGHT_FUNCTIONS == sim_search.WEIGHT_FUNCTIONS
-    assert set(defs_search._PARAMETERS) == set(sim_search.PARAMETERS) - {"weight_fn"}

@@ -19,7 +19,8 @@ SHAPE = dict(scenarios=list(SCENARIOS), budget=SMALL["budget"], batch_size=SMALL
 
 
 def _reference():
-    from alloc_assets.sim.search.search import run_search, search_scenario
+    from alloc_assets.sim.search.markets import search_scenario
+    from alloc_assets.sim.search.run import run_search
 
     return run_search(scenarios=tuple(search_scenario(s) for s in SCENARIOS), **SMALL)
 
