@@ -51,6 +51,7 @@ from enum import Enum
 
 import numpy as np
 
+from alloc_assets.core.common.markdown import md_table
 from alloc_assets.core.market.panel import PricePanel
 
 CARRY_VERSION = 1
@@ -162,6 +163,12 @@ def feature_specs(config: FeatureConfig = FeatureConfig(), extra_names: tuple[st
 
 
 FEATURE_SPECS: tuple[FeatureSpec, ...] = feature_specs()
+
+
+def feature_table_markdown() -> str:
+    """The default features (name, formula, window, units) as a markdown table."""
+    return md_table(("feature", "formula", "window", "units"),
+                    [(s.name, s.formula, s.window, s.units) for s in feature_specs()], align_right_from=4)
 
 
 @dataclass(frozen=True)

@@ -41,13 +41,16 @@ by day gives identical numbers, and a row never depends on data after its date.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass, field
 from enum import Enum
 from statistics import NormalDist
 
 import numpy as np
+import pandas as pd
 
+from alloc_assets.core.market.calendar import rebalance_mask
 from alloc_assets.core.allocator.features import StateFrame
 from alloc_assets.core.regime import PROBABILITY_COLUMNS, REGIMES, Regime
 from alloc_assets.core.allocator.hmm import HMMParams, fit_hmm, log_emissions, filter_step
@@ -654,3 +657,29 @@ def regime_statistics(dates: np.ndarray, labels: np.ndarray) -> dict:
         "per_year": count / (n / 252.0) if n else 0.0,
         "matrix": matrix.tolist(),
     }
+
+
+def regimes_in_pieces(state: StateFrame, cfg: RegimeConfig, carry: dict | None, start: dt.date,
+                      jump_states: np.ndarray | None = None) -> tuple[pd.DataFrame, dict[dt.date, dict]]:
+    """Regimes for the rows after the carry, computed piece by piece between month ends so that the
+    carry at every month end from ``start`` on (and at the last date) is returned: a later run can
+    resume from any of them. One pass in total; the pieces give the same rows as one call."""
+    dates = state.dates
+    begin = 0 if carry is None else int(np.searchsorted(dates, np.datetime64(carry["last_date"], "D"), side="right"))
+    todo = dates[begin:]
+    mask = rebalance_mask(todo, "monthly")
+    mask[-1] = True
+    cuts = begin + np.flatnonzero(mask)
+    hmm = cfg.method.value == "hmm"
+    frames, checkpoints, cur, lo = [], {}, carry, begin
+    for cut in cuts:
+        first_row = 0 if hmm else lo
+        piece = state.slice(first_row, int(cut) + 1)
+        js = None if jump_states is None else jump_states[first_row:int(cut) + 1]
+        frame, cur = compute_regimes(piece, cfg, cur, js)
+        frames.append(frame.to_pandas())
+        day = dt.date.fromisoformat(str(dates[cut]))
+        if day >= start or cut == cuts[-1]:
+            checkpoints[day] = cur
+        lo = int(cut) + 1
+    return pd.concat(frames, ignore_index=True), checkpoints

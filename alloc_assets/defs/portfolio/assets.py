@@ -21,8 +21,9 @@ from alloc_assets.core.allocator.regimes import PROBABILITY_COLUMNS
 from alloc_assets.core.report.report import REPORT_KEYS, AuditInputs, build_report, jsonable, report_markdown, run_summary
 from alloc_assets.core.allocator.scalars import applied_scalars as compute_applied
 from alloc_assets.core.portfolio.strategies import get_profile, profile_weights
-from alloc_assets.defs.allocator.assets import load_panel
-from alloc_assets.defs.common import JUMP_FITS_TABLE, SINGLE_RUN, jump_fit_rows, new_fit_rows, history_span, WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, column_schema, raise_on_blocking, stored_indicator_names
+from alloc_assets.defs.common import SINGLE_RUN, WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, column_schema, load_panel, raise_on_blocking
+from alloc_assets.store.jump_fits import JUMP_FITS_TABLE, jump_fit_rows, new_fit_rows
+from alloc_assets.store.readers import history_span, stored_indicator_names
 from alloc_assets.schemas import (
     BACKTEST_CHECKS,
     CHECK_BACKTEST_FINITE,
