@@ -26,7 +26,8 @@ from alloc_assets.core.portfolio.backtest import run_backtest, run_overlay, scal
 from alloc_assets.core.allocator.features import encode
 from alloc_assets.core.report.metrics import cagr, max_drawdown, sharpe_ratio
 from alloc_assets.core.market.panel import load_bundled_panel
-from alloc_assets.core.allocator.regimes import RegimeConfig, RegimeMethod, compute_regimes
+from alloc_assets.core.allocator.regime_config import RegimeConfig, RegimeMethod
+from alloc_assets.core.allocator.regimes import compute_regimes
 from alloc_assets.core.allocator.scalars import applied_scalars, risk_scalars
 
 COST_BPS = 10.0

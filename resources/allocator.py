@@ -14,7 +14,7 @@ from pydantic import Field
 from alloc_assets.core.market.calendar import RebalanceFrequency
 from alloc_assets.core.allocator.features import FeatureConfig
 from alloc_assets.core.market.market_io import MarketDataError, indicator_name
-from alloc_assets.core.allocator.regimes import (
+from alloc_assets.core.allocator.regime_config import (
     DEFAULT_SCORE_TERMS,
     HysteresisConfig,
     RegimeConfig,

@@ -25,7 +25,7 @@ from alloc_assets.core.allocator.jump_fit import (
     online_inference,
 )
 from alloc_assets.core.allocator.jump_model import DEFAULT_MIN_TRAIN_DAYS, DEFAULT_REFIT, refit_indices
-from alloc_assets.core.allocator.regimes import Cadence
+from alloc_assets.core.allocator.regime_config import Cadence
 
 
 @dataclass(frozen=True)

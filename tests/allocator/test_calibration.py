@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from alloc_assets.core.allocator.calibration import TARGET_SHARES, calibration_summary, walk_forward_calibration
-from alloc_assets.core.allocator.regimes import HysteresisConfig
+from alloc_assets.core.allocator.regime_config import HysteresisConfig
 
 
 def _inputs(n=252 * 8, seed=0, flip=False):

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alloc_assets.core.allocator.regimes import HysteresisConfig, hysteresis_labels
+from alloc_assets.core.allocator.regime_config import HysteresisConfig
+from alloc_assets.core.allocator.regimes import hysteresis_labels
 from alloc_assets.core.regime import REGIME_LABELS as REGIMES
 
 TARGET_SHARES: tuple[float, ...] = (0.70, 0.20, 0.08, 0.02)

@@ -35,7 +35,7 @@ from alloc_assets.core.allocator.jump_fit import (
     fit_record,
     warm_model,
 )
-from alloc_assets.core.allocator.regimes import Cadence, period_index
+from alloc_assets.core.allocator.regime_config import Cadence, period_index
 
 DEFAULT_MIN_TRAIN_DAYS = 252 * 5
 DEFAULT_REFIT = Cadence.SEMIANNUAL

@@ -13,7 +13,7 @@ import polars as pl
 from alloc_assets.core.regime import REGIME_KEYS
 from alloc_assets.core.allocator.calibration import calibration_summary, walk_forward_calibration
 from alloc_assets.core.report.report import jsonable
-from alloc_assets.core.allocator.regimes import PROBABILITY_COLUMNS
+from alloc_assets.core.regime import PROBABILITY_COLUMNS
 from alloc_assets.defs.common import SINGLE_RUN
 from resources.allocator import AllocatorSettings
 from resources.warehouse import DuckDBWarehouse

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from alloc_assets.core.portfolio.backtest import AllocatorMode, BacktestResult, overlay_trades, run_backtest, run_overlay, scalar_in_force
 from alloc_assets.core.report.metrics import daily_rate
-from alloc_assets.core.allocator.regimes import PROBABILITY_COLUMNS
+from alloc_assets.core.regime import PROBABILITY_COLUMNS
 from alloc_assets.core.report.report import REPORT_KEYS, AuditInputs, build_report, jsonable, report_markdown, run_summary
 from alloc_assets.core.allocator.scalars import applied_scalars as compute_applied
 from alloc_assets.core.portfolio.strategies import get_profile, profile_weights
