@@ -12,7 +12,7 @@ import dagster as dg
 from pydantic import Field
 
 from alloc_assets.core.market.calendar import RebalanceFrequency
-from alloc_assets.core.allocator.features import FeatureConfig
+from alloc_assets.core.allocator.feature_config import FeatureConfig
 from alloc_assets.core.market.market_io import MarketDataError, indicator_name
 from alloc_assets.core.allocator.regime_config import (
     DEFAULT_SCORE_TERMS,

@@ -9,7 +9,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from alloc_assets.core.allocator.features import StateFrame
+from alloc_assets.core.allocator.feature_config import StateFrame
 from alloc_assets.core.market.calendar import last_contiguous_session
 from alloc_assets.core.market.panel import PricePanel
 

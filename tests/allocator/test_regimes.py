@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from alloc_assets.core.allocator.features import StateFrame, encode
+from alloc_assets.core.allocator.feature_config import StateFrame
+from alloc_assets.core.allocator.features import encode
 from alloc_assets.core.allocator.hmm import HMMParams, fit_hmm, forward_backward, forward_filter, log_emissions
 from alloc_assets.core.market.panel import PricePanel, load_bundled_panel
 from alloc_assets.core.regime import PROBABILITY_COLUMNS, Regime

@@ -1,4 +1,4 @@
-"""Stage 7 of the seed: calibrate the regimes for behaviour, not Sharpe (pure; numpy only).
+"""Calibrate the regimes for behaviour, not Sharpe (pure; numpy only).
 
 The behaviour targets: time shares of about 70 / 20 / 8 / 2 % in NORMAL / ELEVATED / STRESS / CRISIS
 and fewer than 20 regime transitions a year. :func:`walk_forward_calibration` sets, at the first

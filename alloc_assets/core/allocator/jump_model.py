@@ -126,7 +126,8 @@ def cached_walk_forward(
     random_state: int = DEFAULT_RANDOM_STATE,
     sort_by: str = "ret",
 ) -> tuple[np.ndarray, np.ndarray, dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """The discrete walk-forward of the reference ``walk_forward_jump_model`` (tests/allocator/reference_jump_model.py) (warm starts included) with
+    """The discrete walk-forward of the reference ``walk_forward_jump_model``
+    (tests/allocator/reference_jump_model.py; warm starts included) with
     refits taken from ``cache`` where their key is there.
 
     Returns

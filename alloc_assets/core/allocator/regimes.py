@@ -20,7 +20,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from alloc_assets.core.allocator.features import StateFrame
+from alloc_assets.core.allocator.feature_config import StateFrame
 from alloc_assets.core.allocator.hmm import HMMParams, filter_step, fit_hmm, log_emissions
 from alloc_assets.core.allocator.regime_config import (
     CARRY_VERSION,

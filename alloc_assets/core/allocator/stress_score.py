@@ -19,7 +19,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from alloc_assets.core.allocator.features import StateFrame
+from alloc_assets.core.allocator.feature_config import StateFrame
 from alloc_assets.core.allocator.regime_config import StressScoreConfig, Transform, refresh_mask
 
 

@@ -12,7 +12,8 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from alloc_assets.core.allocator.features import encode, feature_specs, feature_table_markdown
+from alloc_assets.core.allocator.features import encode
+from alloc_assets.core.allocator.feature_config import feature_specs, feature_table_markdown
 from alloc_assets.core.allocator.layer_checks import (
     EARLY_WARNING_PROB,
     EARLY_WARNING_SCORE,

@@ -1,4 +1,4 @@
-"""``regime_calibration``: stage 7 of the seed, the regimes calibrated for behaviour, not Sharpe.
+"""``regime_calibration``: the regimes calibrated for behaviour, not Sharpe.
 
 A reader of the stored ``regime_series`` (read-only session): the walk-forward calibration of
 ``core.calibration`` (thresholds and dwell set at each year start from the days before it), with

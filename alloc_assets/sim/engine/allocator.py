@@ -34,7 +34,14 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.special
 
-from alloc_assets.core.allocator.features import TRADING_DAYS_PER_YEAR, FeatureConfig, IndexSource, _hl_alpha, _span_alpha, feature_specs
+from alloc_assets.core.allocator.feature_config import (
+    TRADING_DAYS_PER_YEAR,
+    FeatureConfig,
+    IndexSource,
+    _hl_alpha,
+    _span_alpha,
+    feature_specs,
+)
 from alloc_assets.core.allocator.regime_config import RegimeConfig, RegimeMethod, Transform
 from alloc_assets.core.allocator.stress_score import _hist_layout, _initial_score_carry
 from alloc_assets.core.allocator.scalars import ScalarBasis, ScalarConfig
