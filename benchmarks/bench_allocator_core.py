@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from alloc_assets.core.allocator.features import StateFrame, encode
+from alloc_assets.core.allocator.feature_config import StateFrame
+from alloc_assets.core.allocator.features import encode
 from alloc_assets.core.market.panel import load_bundled_panel
-from alloc_assets.core.allocator.regimes import RegimeConfig, RegimeMethod, compute_regimes, regime_statistics
+from alloc_assets.core.allocator.regime_config import RegimeConfig, RegimeMethod
+from alloc_assets.core.allocator.regimes import compute_regimes, regime_statistics
 from alloc_assets.core.allocator.scalars import applied_scalars, risk_scalars
 from benchmarks._harness import time_median
 

@@ -1,7 +1,7 @@
 """``governor_vs_jump_model_on_the_index``: the regime governor head to head with a peer's regime
 model (the statistical jump model, ``core.jump_model``) on the benchmark index as a one-asset book.
 
-Rules of this run (issue 12): the book holds the S&P 500 price index of the bundled set (no
+Rules of this run: the book holds the S&P 500 price index of the bundled set (no
 dividends: the bundled series is the price index) times each model's scalar; 10 bp per unit traded;
 a scalar computed at the close of t acts from the close of t+1 (daily overlay, one-day delay: the
 same ``applied_scalars`` + ``run_overlay`` path as the report's controls); cash earns 0; floor 0 is
@@ -26,7 +26,8 @@ from alloc_assets.core.portfolio.backtest import run_backtest, run_overlay, scal
 from alloc_assets.core.allocator.features import encode
 from alloc_assets.core.report.metrics import cagr, max_drawdown, sharpe_ratio
 from alloc_assets.core.market.panel import load_bundled_panel
-from alloc_assets.core.allocator.regimes import RegimeConfig, RegimeMethod, compute_regimes
+from alloc_assets.core.allocator.regime_config import RegimeConfig, RegimeMethod
+from alloc_assets.core.allocator.regimes import compute_regimes
 from alloc_assets.core.allocator.scalars import applied_scalars, risk_scalars
 
 COST_BPS = 10.0

@@ -12,10 +12,10 @@ import dagster as dg
 from pydantic import Field
 
 from alloc_assets.core.market.calendar import RebalanceFrequency
-from alloc_assets.core.allocator.features import FeatureConfig
+from alloc_assets.core.allocator.feature_config import FeatureConfig
 from alloc_assets.core.market.indicator_files import indicator_name
 from alloc_assets.core.market.io_errors import MarketDataError
-from alloc_assets.core.allocator.regimes import (
+from alloc_assets.core.allocator.regime_config import (
     DEFAULT_SCORE_TERMS,
     HysteresisConfig,
     RegimeConfig,

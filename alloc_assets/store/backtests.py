@@ -1,7 +1,7 @@
 """Warehouse reads of the strategy, the twin backtests, the controls and the report.
 
 Every function takes the ``DuckDBWarehouse`` resource object. A table that is missing, empty or out
-of step with ``market_prices`` raises :class:`StoredDataError`, whose message says which asset to
+of step with ``market_prices`` raises :class:`~alloc_assets.store.readers.WarehouseDataError`, whose message says which asset to
 re-run; the Dagster layer turns it into a non-retried failure.
 """
 
@@ -15,8 +15,7 @@ import polars as pl
 from alloc_assets.core.allocator.scalars import applied_scalars as compute_applied
 from alloc_assets.core.portfolio.backtest import AllocatorMode, BacktestResult, run_backtest
 from alloc_assets.core.regime import PROBABILITY_COLUMNS, Regime
-from alloc_assets.defs.allocator.assets import load_panel
-from alloc_assets.defs.common import history_span, stored_indicator_names
+from alloc_assets.store.readers import WarehouseDataError, history_span, load_panel, stored_indicator_names
 from resources.allocator import AllocatorSettings
 from resources.backtest import BacktestSettings
 from resources.warehouse import DuckDBWarehouse
@@ -24,16 +23,12 @@ from resources.warehouse import DuckDBWarehouse
 CONTROL_TABLE = "control_backtests"
 
 
-class StoredDataError(RuntimeError):
-    """A stored table the asset reads is missing, empty or inconsistent: re-running upstream fixes it."""
-
-
 def full_window(warehouse: DuckDBWarehouse) -> tuple[dt.date, dt.date]:
     """The stored history the backtests run over: the first market day through the last day reached
     without a gap (the allocator layers stop there too)."""
     first, last = history_span(warehouse)
     if first is None:
-        raise StoredDataError("market_prices is empty: run the refresh job first.")
+        raise WarehouseDataError("market_prices is empty: run the refresh job first.")
     return first, last
 
 
@@ -41,7 +36,7 @@ def read_weights(warehouse: DuckDBWarehouse, table: str) -> tuple[np.ndarray, li
     """A stored weights table: ``(trade dates, symbols, (dates, symbols) weights, long rows)``."""
     rows = warehouse.query(f"SELECT * FROM {table} ORDER BY date, symbol")
     if rows.height == 0:
-        raise StoredDataError(f"{table} is empty: materialize it first.")
+        raise WarehouseDataError(f"{table} is empty: materialize it first.")
     wide = rows.pivot(on="symbol", index="date", values="weight").sort("date")
     symbols = sorted(c for c in wide.columns if c != "date")
     return wide["date"].to_numpy().astype("datetime64[D]"), symbols, wide.select(symbols).to_numpy(), rows
@@ -51,7 +46,7 @@ def trade_rows(dates: np.ndarray, trade_dates: np.ndarray, table: str) -> np.nda
     """Rows of ``trade_dates`` in the market calendar ``dates`` (each must be a market day)."""
     idx = np.searchsorted(dates, trade_dates)
     if not np.array_equal(dates[np.minimum(idx, len(dates) - 1)], trade_dates):
-        raise StoredDataError(f"{table} has dates that are not in market_prices; re-run {table}.")
+        raise WarehouseDataError(f"{table} has dates that are not in market_prices; re-run {table}.")
     return idx
 
 
@@ -61,7 +56,7 @@ def panel_and_trades(warehouse: DuckDBWarehouse, table: str):
     panel = load_panel(warehouse, start, end)
     trade_dates, symbols, weights, _ = read_weights(warehouse, table)
     if tuple(symbols) != panel.symbols:
-        raise StoredDataError(f"{table} symbols {symbols} differ from market_prices {panel.symbols}; re-run {table}.")
+        raise WarehouseDataError(f"{table} symbols {symbols} differ from market_prices {panel.symbols}; re-run {table}.")
     return panel, trade_rows(panel.dates, trade_dates, table), weights
 
 
@@ -85,11 +80,11 @@ def applied_series(warehouse: DuckDBWarehouse, allocator: AllocatorSettings, mod
     if mode is AllocatorMode.PRECOMPUTED:
         applied = warehouse.query("SELECT date, risk_scalar_applied FROM applied_scalars ORDER BY date")
         if applied.height == 0:
-            raise StoredDataError("applied_scalars is empty: run the refresh job (allocator mode precomputed).")
+            raise WarehouseDataError("applied_scalars is empty: run the refresh job (allocator mode precomputed).")
         return applied["date"].to_numpy().astype("datetime64[D]"), applied["risk_scalar_applied"].to_numpy()
     rs = warehouse.query("SELECT date, risk_scalar FROM risk_scalars ORDER BY date")
     if rs.height == 0:
-        raise StoredDataError("risk_scalars is empty: run the refresh job (allocator mode compute).")
+        raise WarehouseDataError("risk_scalars is empty: run the refresh job (allocator mode compute).")
     cfg = allocator.apply_config()
     table = compute_applied(rs["date"].to_numpy().astype("datetime64[D]"), rs["risk_scalar"].to_numpy(),
                             cfg.frequency, cfg.apply_missing_scalar_as, cfg.overrides)
@@ -128,7 +123,7 @@ def read_controls(warehouse: DuckDBWarehouse, dates: list) -> dict[str, Backtest
     for name in dict.fromkeys(rows["control"].to_list()):
         f = rows.filter(pl.col("control") == name)
         if f["date"].to_list() != dates:
-            raise StoredDataError(f"{CONTROL_TABLE} ({name}) covers other dates than the backtests; re-run it.")
+            raise WarehouseDataError(f"{CONTROL_TABLE} ({name}) covers other dates than the backtests; re-run it.")
         out[name] = result_from_table(f)
     return out
 
@@ -148,7 +143,7 @@ def report_inputs(warehouse: DuckDBWarehouse):
         computed = warehouse.query("SELECT date, risk_scalar FROM risk_scalars "
                                    "WHERE date = (SELECT max(date) FROM applied_scalars)")
         if base.height == 0 or base["date"].to_list() != scaled["date"].to_list():
-            raise StoredDataError("baseline_backtest and scaled_backtest cover different dates; re-run both.")
+            raise WarehouseDataError("baseline_backtest and scaled_backtest cover different dates; re-run both.")
         dates_list = base["date"].to_list()
         controls = read_controls(warehouse, dates_list)
         bench = None
@@ -184,7 +179,7 @@ def regimes_on_dates(regimes: pl.DataFrame, days: list, fill: bool = False) -> t
     if not fill:
         missing = [d for d in days if d not in reg]
         if missing:
-            raise StoredDataError(f"regime_series lacks {len(missing)} backtest dates (first {missing[0]}); run the refresh job.")
+            raise WarehouseDataError(f"regime_series lacks {len(missing)} backtest dates (first {missing[0]}); run the refresh job.")
     normal = [1.0 if r is Regime.NORMAL else 0.0 for r in Regime]
     labels = [reg.get(d, Regime.NORMAL.name) for d in days]
     probs_by_date = {r["date"]: [r[c] for c in PROBABILITY_COLUMNS] for r in regimes.iter_rows(named=True)}

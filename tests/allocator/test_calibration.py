@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alloc_assets.core.allocator.calibration import TARGET_SHARES, calibration_summary, walk_forward_calibration
-from alloc_assets.core.allocator.regimes import HysteresisConfig
+from alloc_assets.core.allocator.calibration import TARGET_SHARES, calibration_summary, targets_markdown, walk_forward_calibration
+from alloc_assets.core.allocator.regime_config import HysteresisConfig
 
 
 def _inputs(n=252 * 8, seed=0, flip=False):
@@ -57,3 +57,14 @@ def test_dwell_is_the_smallest_that_keeps_transitions_under_20_a_year():
     assert expected == 12 and {r.dwell for r in rows} == {expected}
     assert all(r.past_transitions_per_year < 20 for r in rows)
     assert calibration_summary(rows)["years_over_transition_target"] == [r.year for r in rows]  # the layer's own labels flip
+
+
+def test_targets_markdown_rows():
+    summary = {"target_shares": {"normal": 0.7, "crisis": 0.02}, "score_shares_achieved": {"normal": 0.6912, "crisis": 0.0251},
+               "label_shares_achieved": {"normal": 0.7, "crisis": 0.01}, "target_transitions_per_year": 20,
+               "label_transitions_per_year": 6.25}
+    md = targets_markdown(summary, has_rows=True).split("\n")
+    assert md[2] == "| normal | 70 % | 69.1 % | 70.0 % |"
+    assert md[3] == "| crisis | 2 % | 2.5 % | 1.0 % |"
+    assert md[4] == "| transitions a year | 20 | | 6.2 |"
+    assert len(targets_markdown({}, has_rows=False).split("\n")) == 2

@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alloc_assets.core.allocator.features import (
+from alloc_assets.core.allocator.feature_config import (
     FEATURE_SPECS,
     FeatureConfig,
     IndexSource,
     StateFrame,
-    encode,
     feature_specs,
 )
+from alloc_assets.core.allocator.features import encode
 from alloc_assets.core.market.panel import PricePanel, load_bundled_panel
 
 N_REF = 400  # rows checked against the reference loops

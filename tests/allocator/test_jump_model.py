@@ -14,17 +14,16 @@ import pytest
 pytest.importorskip("jumpmodels")
 
 from alloc_assets.core.allocator import jump_model as jm  # noqa: E402
-from alloc_assets.core.allocator.jump_model import (  # noqa: E402
+from alloc_assets.core.allocator import jump_fit  # noqa: E402
+from alloc_assets.core.allocator.jump_features import (  # noqa: E402
     EXAMPLE_V0_FEATURES,
     SHU_YU_MULVEY_2024_FEATURES,
     FeatureSpec,
-    fit_jump_model,
     jump_features,
-    jump_model_scalars,
-    online_inference,
-    switches_per_year,
-    walk_forward_jump_model,
 )
+from alloc_assets.core.allocator.jump_fit import fit_jump_model, online_inference  # noqa: E402
+from alloc_assets.core.allocator.jump_model import jump_model_scalars, switches_per_year  # noqa: E402
+from tests.allocator.reference_jump_model import walk_forward_jump_model  # noqa: E402
 
 N_DAYS = 1300
 MIN_TRAIN = 400
@@ -350,11 +349,11 @@ def test_cached_walk_forward_has_no_look_ahead_and_refits_only_what_changed(synt
 
 def test_online_states_many_equals_predict_online(synth):
     dates, r = synth[0], synth[1]
-    x, _ = jm.jump_features(r)
+    x, _ = jump_features(r)
     rows = x[100:]
-    fm = jm.fit_jump_model(rows[:500], r[100:600], n_init=2)
-    ref, _ = jm.online_inference(fm, rows)
-    got = jm.online_states_many(rows, [jm.fit_record(fm)])[:, 0]
+    fm = fit_jump_model(rows[:500], r[100:600], n_init=2)
+    ref, _ = online_inference(fm, rows)
+    got = jm.online_states_many(rows, [jump_fit.fit_record(fm)])[:, 0]
     np.testing.assert_array_equal(got, ref)
 
 
@@ -381,29 +380,29 @@ def test_a_fully_cached_walk_forward_never_imports_the_package(synth, tmp_path):
 
 def test_fast_fit_equals_the_package_fit_bit_for_bit(synth):
     dates, r = synth[0], synth[1]
-    x, _ = jm.jump_features(r)
+    x, _ = jump_features(r)
     rows, rets = x[100:800], r[100:800]
-    ref = jm.fit_record(jm.fit_jump_model(rows, rets, n_init=3, random_state=4))
-    assert jm.fast_fit_record(rows, rets, n_init=3, random_state=4) == ref
+    ref = jump_fit.fit_record(fit_jump_model(rows, rets, n_init=3, random_state=4))
+    assert jump_fit.fast_fit_record(rows, rets, n_init=3, random_state=4) == ref
     # warm start: the previous fit's centres as one more start, as the package does with a warm model
-    prev_fm = jm.fit_jump_model(rows[:500], rets[:500], n_init=2)
-    warm_ref = jm.fit_record(jm.fit_jump_model(rows, rets, n_init=2, previous=prev_fm))
-    assert jm.fast_fit_record(rows, rets, n_init=2, previous=jm.fit_record(prev_fm)) == warm_ref
+    prev_fm = fit_jump_model(rows[:500], rets[:500], n_init=2)
+    warm_ref = jump_fit.fit_record(fit_jump_model(rows, rets, n_init=2, previous=prev_fm))
+    assert jump_fit.fast_fit_record(rows, rets, n_init=2, previous=jump_fit.fit_record(prev_fm)) == warm_ref
 
 
-def test_review_findings_warmup_returns_are_in_the_key_and_nan_centres_are_unreachable(synth):
+def test_warmup_returns_are_in_the_key_and_nan_centres_are_unreachable(synth):
     dates, r = synth[0], synth[1]
     _, _, cache, fits = jm.cached_walk_forward(dates, r, None, **FAST)
     restated = r.copy()
     restated[5] *= 2.0  # inside the features' warm-up, before the first usable row
     _, _, new, _ = jm.cached_walk_forward(dates, restated, cache, **FAST)
     assert len(new) == len(fits)  # every refit's training features changed: nothing stale is reused
-    x, _ = jm.jump_features(r)
+    x, _ = jump_features(r)
     rows = x[100:400]
-    fm = jm.fit_jump_model(rows, r[100:400], n_init=2)
-    rec = jm.fit_record(fm)
+    fm = fit_jump_model(rows, r[100:400], n_init=2)
+    rec = jump_fit.fit_record(fm)
     rec["centers"][0] = [float("nan")] * len(rec["centers"][0])
     fm.model.centers_ = np.asarray(rec["centers"])
-    ref, _ = jm.online_inference(fm, rows)
+    ref, _ = online_inference(fm, rows)
     np.testing.assert_array_equal(jm.online_states_many(rows, [rec])[:, 0], ref)
     assert (ref == 1).all()

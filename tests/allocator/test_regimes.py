@@ -12,26 +12,23 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from alloc_assets.core.allocator.features import StateFrame, encode
+from alloc_assets.core.allocator.feature_config import StateFrame
+from alloc_assets.core.allocator.features import encode
 from alloc_assets.core.allocator.hmm import HMMParams, fit_hmm, forward_backward, forward_filter, log_emissions
 from alloc_assets.core.market.panel import PricePanel, load_bundled_panel
-from alloc_assets.core.allocator.regimes import (
-    PROBABILITY_COLUMNS,
+from alloc_assets.core.regime import PROBABILITY_COLUMNS, Regime
+from alloc_assets.core.allocator.regime_config import (
     Cadence,
     HysteresisConfig,
-    Regime,
     RegimeConfig,
     ScoreTerm,
     RegimeMethod,
     StressScoreConfig,
     Transform,
-    compute_regimes,
-    histogram_thresholds,
-    hysteresis_labels,
     refresh_mask,
-    regime_statistics,
-    score_probabilities,
 )
+from alloc_assets.core.allocator.regimes import compute_regimes, hysteresis_labels, regime_statistics
+from alloc_assets.core.allocator.stress_score import histogram_thresholds, score_probabilities
 
 SCORE = RegimeConfig(method=RegimeMethod.STRESS_SCORE)
 HMM = RegimeConfig(method=RegimeMethod.HMM)

@@ -145,7 +145,7 @@ def test_numpy_backend_runs_the_same_allocator(world, fresh_run):
 
 
 def test_allocator_config_rejects_what_is_not_ported():
-    from alloc_assets.core.allocator.regimes import RegimeConfig, RegimeMethod
+    from alloc_assets.core.allocator.regime_config import RegimeConfig, RegimeMethod
 
     with pytest.raises(ValueError, match="stress-score"):
         alloc.AllocatorConfig(regimes=RegimeConfig(method=RegimeMethod.HMM))

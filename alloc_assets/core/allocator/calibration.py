@@ -1,4 +1,4 @@
-"""Stage 7 of the seed: calibrate the regimes for behaviour, not Sharpe (pure; numpy only).
+"""Calibrate the regimes for behaviour, not Sharpe (pure; numpy only).
 
 The behaviour targets: time shares of about 70 / 20 / 8 / 2 % in NORMAL / ELEVATED / STRESS / CRISIS
 and fewer than 20 regime transitions a year. :func:`walk_forward_calibration` sets, at the first
@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alloc_assets.core.allocator.regimes import HysteresisConfig, hysteresis_labels
+from alloc_assets.core.allocator.regime_config import HysteresisConfig
+from alloc_assets.core.allocator.regimes import hysteresis_labels
 from alloc_assets.core.regime import REGIME_LABELS as REGIMES
 
 TARGET_SHARES: tuple[float, ...] = (0.70, 0.20, 0.08, 0.02)
@@ -138,3 +139,15 @@ def calibration_summary(rows: Sequence[CalibrationYear]) -> dict:
         "years_over_transition_target": [r.year for r in rows if r.label_transitions_per_year >= MAX_TRANSITIONS_PER_YEAR],
         "calibrated_dwell_range": [min(r.dwell for r in rows), max(r.dwell for r in rows)],
     }
+
+
+def targets_markdown(summary: dict, has_rows: bool) -> str:
+    """The calibration targets against what was achieved (``calibration_summary``, made JSON-able)
+    as a markdown table; the transitions row only once a year has been calibrated."""
+    md = ["| | target | score (out of sample) | governor's labels |", "|---|---:|---:|---:|"]
+    for k, t in summary.get("target_shares", {}).items():
+        md.append(f"| {k} | {100 * t:.0f} % | {100 * summary['score_shares_achieved'][k]:.1f} % | "
+                  f"{100 * summary['label_shares_achieved'][k]:.1f} % |")
+    if has_rows:
+        md.append(f"| transitions a year | {summary['target_transitions_per_year']} | | {summary['label_transitions_per_year']:.1f} |")
+    return "\n".join(md)

@@ -1,44 +1,16 @@
 """The latent market state z_t = Encoder(o_t, z_{t-1}) (pure; numpy/scipy only, no Dagster import).
 
-The encoder is a recursion: every feature is a function of a small state (the *carry*) that is
-updated once per trading day. ``encode(panel, carry)`` processes the rows of ``panel`` after the
-state in ``carry`` and returns the features of those rows and the carry after the last one. The
-carry is a plain JSON-serialisable ``dict`` (lists, floats, ints, strings), so the Dagster asset can
-store it and a later run can continue from it.
-
-Batch and incremental are the same computation. The exponentially weighted averages are run with
-``scipy.signal.lfilter`` seeded with the carry (``zi``); ``lfilter`` evaluates the recurrence
-``y_t = (1 - a) * y_{t-1} + a * x_t`` step by step, so filtering 8,313 days at once gives the same
-floating-point numbers as filtering them one at a time with the carry in between (the tests check
-bit-identity). Running maxima and the equal-weight index are ``maximum.accumulate`` / ``cumprod``
-seeded the same way.
-
-Day one is defined: there is no previous close, so there is no return and the recursions keep their
-documented priors (index volatility ``prior_index_vol`` = 16 % a year, stock volatility
-``prior_stock_vol`` = 30 %, pairwise correlation ``prior_corr`` = 0.30; price averages start at the
-first close). The ``warm`` flag is false until ``warm_days`` (63) returns have been seen.
-
-Feature table (default configuration; see ``FEATURE_SPECS`` and ``feature_specs``):
-
-=============  ===============================================================  ==========  =========
-name           formula                                                          window      units
-=============  ===============================================================  ==========  =========
-vol_10d        sqrt(252 * EWMA(r_idx^2))                                        hl 10 d     annual, decimal
-vol_21d        same                                                             hl 21 d     annual, decimal
-vol_63d        same                                                             hl 63 d     annual, decimal
-vol_shock      log(vol_10d / vol_63d)                                           10 / 63 d   log ratio
-drawdown       I_t / max_{s<=t} I_s - 1 (running max from the first day)        expanding   fraction <= 0
-corr_21d       mean off-diagonal of corr(EWMA(r r^T)) over the stocks           hl 21 d     correlation
-corr_126d      same                                                             hl 126 d    correlation
-corr_shock     corr_21d - corr_126d                                             21 / 126 d  correlation
-trend          log I_t - EWMA(log I)                                            span 200 d  log ratio
-breadth        share of stocks with log P_i > EWMA(log P_i) (ties count 1/2)    span 200 d  fraction
-<extra>        exogenous series passed through, forward-filled                  -           as given
-=============  ===============================================================  ==========  =========
-
-``r_idx`` is the daily log return of the index ``I``: the benchmark when the panel has one (S&P 500
-in the bundled set), else the equal-weight index of the stocks (rebalanced daily). EWMAs of squared
-returns and of return products are zero-mean (RiskMetrics): at a daily horizon the mean is noise.
+The encoder is a recursion: every feature is a function of a small state (the *carry*) updated once
+per trading day. ``encode(panel, carry)`` processes the rows of ``panel`` after the state in
+``carry`` and returns their features and the carry after the last one (a JSON-serialisable dict, so
+the asset can store it and a later run continue from it). Batch and incremental are the same
+computation: the exponentially weighted averages run ``y_t = (1 - a) y_{t-1} + a x_t`` step by step
+(``scipy.signal.lfilter`` seeded with the carry, or a plain loop for short series), so a history
+filtered at once and day by day gives bit-identical numbers. Day one keeps the documented priors
+(index volatility 16 %, stock volatility 30 %, correlation 0.30); ``warm`` is false until
+``warm_days`` (63) returns have been seen. ``r_idx`` is the daily log return of the benchmark
+when the panel has one, else of the equal-weight index. Features and formulas: ``feature_specs``
+(``core.allocator.feature_config``) and docs/notes/allocator.md.
 """
 
 from __future__ import annotations
@@ -47,176 +19,22 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 
 import numpy as np
 
+from alloc_assets.core.common.dates import iso_day
 from alloc_assets.core.market.panel import PricePanel
+from alloc_assets.core.allocator.feature_config import (
+    TRADING_DAYS_PER_YEAR,
+    FeatureConfig,
+    IndexSource,
+    StateFrame,
+    _hl_alpha,
+    _span_alpha,
+    feature_specs,
+)
 
 CARRY_VERSION = 1
-TRADING_DAYS_PER_YEAR = 252
-
-
-class IndexSource(str, Enum):
-    """Which index the market-level features (volatility, drawdown, trend) are computed on."""
-
-    AUTO = "auto"  # the benchmark when the panel has one, else the equal-weight index
-    BENCHMARK = "benchmark"
-    EQUAL_WEIGHT = "equal_weight"
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    """Settings of the state encoder; windows in trading days, volatilities annualised decimals.
-
-    ``vol_half_lives`` gives one ``vol_<h>d`` column each; ``vol_shock`` uses the first and last.
-    ``corr_half_lives`` is (short, long); ``corr_shock`` is short minus long.
-    """
-
-    vol_half_lives: tuple[int, ...] = (10, 21, 63)
-    corr_half_lives: tuple[int, int] = (21, 126)
-    trend_span: int = 200
-    breadth_span: int = 200
-    prior_index_vol: float = 0.16
-    prior_stock_vol: float = 0.30
-    prior_corr: float = 0.30
-    warm_days: int = 63
-    index: IndexSource = IndexSource.AUTO
-
-    def __post_init__(self) -> None:
-        if len(self.vol_half_lives) < 2 or any(h <= 0 for h in self.vol_half_lives):
-            raise ValueError(f"vol_half_lives needs at least two positive half-lives, got {self.vol_half_lives}")
-        if len(self.corr_half_lives) != 2 or any(h <= 0 for h in self.corr_half_lives):
-            raise ValueError(f"corr_half_lives must be (short, long) positive, got {self.corr_half_lives}")
-        if self.trend_span < 1 or self.breadth_span < 1 or self.warm_days < 0:
-            raise ValueError("trend_span and breadth_span must be >= 1 and warm_days >= 0")
-        if not (-1.0 < self.prior_corr < 1.0) or self.prior_index_vol <= 0 or self.prior_stock_vol <= 0:
-            raise ValueError("prior volatilities must be > 0 and prior_corr in (-1, 1)")
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """One row of the feature documentation table (shown in the UI)."""
-
-    name: str
-    formula: str
-    window: str
-    units: str
-
-
-def _hl_alpha(half_life: float) -> float:
-    """EWMA weight on the new observation for a half-life in days: 1 - 0.5 ** (1 / h)."""
-    return 1.0 - 0.5 ** (1.0 / half_life)
-
-
-def _span_alpha(span: float) -> float:
-    """EWMA weight on the new observation for a span in days (pandas convention): 2 / (span + 1)."""
-    return 2.0 / (span + 1.0)
-
-
-def vol_column(half_life: int) -> str:
-    return f"vol_{half_life}d"
-
-
-def corr_column(half_life: int) -> str:
-    return f"corr_{half_life}d"
-
-
-def feature_specs(config: FeatureConfig = FeatureConfig(), extra_names: tuple[str, ...] = ()) -> tuple[FeatureSpec, ...]:
-    """The documentation table of the columns ``encode`` produces with ``config`` (in column order)."""
-    h_short, h_long = config.vol_half_lives[0], config.vol_half_lives[-1]
-    c_short, c_long = config.corr_half_lives
-    specs = [
-        FeatureSpec(
-            vol_column(h),
-            "sqrt(252 * EWMA(r_idx^2)), r_idx = daily log return of the index (benchmark, else equal weight)",
-            f"half-life {h} d",
-            "annualised volatility, decimal",
-        )
-        for h in config.vol_half_lives
-    ]
-    specs += [
-        FeatureSpec("vol_shock", f"log({vol_column(h_short)} / {vol_column(h_long)})", f"{h_short} d / {h_long} d", "log ratio"),
-        FeatureSpec("drawdown", "I_t / max(I_s, s <= t) - 1, running max from the first day", "expanding", "fraction, <= 0"),
-        FeatureSpec(
-            corr_column(c_short),
-            "mean off-diagonal correlation of the zero-mean EWMA covariance of the stocks' log returns",
-            f"half-life {c_short} d",
-            "correlation",
-        ),
-        FeatureSpec(corr_column(c_long), "same as above", f"half-life {c_long} d", "correlation"),
-        FeatureSpec("corr_shock", f"{corr_column(c_short)} - {corr_column(c_long)}", f"{c_short} d / {c_long} d", "correlation"),
-        FeatureSpec("trend", "log I_t - EWMA(log I)", f"span {config.trend_span} d", "log ratio"),
-        FeatureSpec(
-            "breadth",
-            "share of stocks with log P_i > EWMA(log P_i); a tie counts 1/2",
-            f"span {config.breadth_span} d",
-            "fraction in [0, 1]",
-        ),
-    ]
-    specs += [
-        FeatureSpec(name, "exogenous input, forward-filled from its last finite value", "-", "as given")
-        for name in extra_names
-    ]
-    return tuple(specs)
-
-
-FEATURE_SPECS: tuple[FeatureSpec, ...] = feature_specs()
-
-
-@dataclass(frozen=True)
-class StateFrame:
-    """Latent state rows.
-
-    Attributes
-    ----------
-    dates : ``datetime64[D]`` array, shape (T,).
-    columns : feature names, length F (``FeatureSpec`` order, then extras).
-    values : float64 array, shape (T, F).
-    warm : bool array, shape (T,): enough history for the features to have forgotten their priors.
-    """
-
-    dates: np.ndarray
-    columns: tuple[str, ...]
-    values: np.ndarray
-    warm: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.dates)
-
-    def column(self, name: str) -> np.ndarray:
-        """One feature as a (T,) array."""
-        try:
-            return self.values[:, self.columns.index(name)]
-        except ValueError:
-            raise KeyError(f"no feature {name!r} in the state; columns are {self.columns}") from None
-
-    def slice(self, start: int, stop: int) -> "StateFrame":
-        return StateFrame(self.dates[start:stop], self.columns, self.values[start:stop], self.warm[start:stop])
-
-    @staticmethod
-    def concat(frames: list["StateFrame"]) -> "StateFrame":
-        """Rows of ``frames`` one after the other (same columns)."""
-        if not frames:
-            raise ValueError("nothing to concatenate")
-        cols = frames[0].columns
-        if any(f.columns != cols for f in frames):
-            raise ValueError("state frames have different columns")
-        return StateFrame(
-            np.concatenate([f.dates for f in frames]),
-            cols,
-            np.concatenate([f.values for f in frames]),
-            np.concatenate([f.warm for f in frames]),
-        )
-
-    def to_pandas(self):
-        """A DataFrame with ``date``, one column per feature, then ``warm`` (the warehouse layout)."""
-        import pandas as pd
-
-        df = pd.DataFrame(self.values, columns=list(self.columns))
-        df.insert(0, "date", pd.to_datetime(self.dates))
-        df["warm"] = self.warm
-        return df
 
 
 @dataclass
@@ -232,10 +50,6 @@ class _Chunk:
     ewm_log_index: np.ndarray  # (m,)
     ewm_log_close: np.ndarray  # (N, m)
     extra: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (m,)
-
-
-def _iso(day: np.datetime64) -> str:
-    return str(np.datetime64(day, "D"))
 
 
 #: Below this many days (a daily update) the recurrence runs as a plain loop: the same arithmetic as
@@ -298,12 +112,12 @@ def _validate(panel: PricePanel, extra: dict[str, np.ndarray]) -> None:
     if bad.any():
         t, j = np.argwhere(bad)[0]
         raise ValueError(
-            f"close prices must be finite and > 0: {panel.symbols[j]} on {_iso(panel.dates[t])} is {panel.close[t, j]!r}; "
+            f"close prices must be finite and > 0: {panel.symbols[j]} on {iso_day(panel.dates[t])} is {panel.close[t, j]!r}; "
             "clean or forward-fill the market data before encoding"
         )
     if panel.benchmark is not None and not (np.isfinite(panel.benchmark) & (panel.benchmark > 0)).all():
         t = int(np.flatnonzero(~(np.isfinite(panel.benchmark) & (panel.benchmark > 0)))[0])
-        raise ValueError(f"benchmark level must be finite and > 0: {_iso(panel.dates[t])} is {panel.benchmark[t]!r}")
+        raise ValueError(f"benchmark level must be finite and > 0: {iso_day(panel.dates[t])} is {panel.benchmark[t]!r}")
     if len(panel.dates) > 1 and not (np.diff(panel.dates.astype("datetime64[D]").astype(np.int64)) > 0).all():
         raise ValueError("panel dates must be strictly increasing")
     for name, series in extra.items():
@@ -326,8 +140,8 @@ def _seed_carry(panel: PricePanel, extra: dict[str, np.ndarray], config: Feature
         "version": CARRY_VERSION,
         "symbols": list(panel.symbols),
         "index_source": IndexSource.BENCHMARK.value if use_bench else IndexSource.EQUAL_WEIGHT.value,
-        "first_date": _iso(panel.dates[0]),
-        "last_date": _iso(panel.dates[0]),
+        "first_date": iso_day(panel.dates[0]),
+        "last_date": iso_day(panel.dates[0]),
         "n_rows": 1,
         "last_close": close0.tolist(),
         "level": level,
@@ -353,7 +167,7 @@ def _check_carry(carry: dict, panel: PricePanel, extra: dict[str, np.ndarray], c
         )
     if np.datetime64(carry["last_date"]) >= panel.dates[0].astype("datetime64[D]"):
         raise ValueError(
-            f"the panel starts on {_iso(panel.dates[0])}, not after the carry's last date {carry['last_date']}: "
+            f"the panel starts on {iso_day(panel.dates[0])}, not after the carry's last date {carry['last_date']}: "
             "pass only the rows that follow the carry"
         )
     use_bench = _use_benchmark(config, panel)
@@ -570,3 +384,4 @@ def encode(
 def carry_date(carry: dict) -> dt.date:
     """The last date a carry has seen."""
     return dt.date.fromisoformat(carry["last_date"])
+

@@ -286,3 +286,15 @@ def applied_scalars(
 def apply_config_scalars(dates: np.ndarray, risk_scalar: np.ndarray, config: ApplyConfig = ApplyConfig()) -> pd.DataFrame:
     """``applied_scalars`` with the settings of an ``ApplyConfig``."""
     return applied_scalars(dates, risk_scalar, config.frequency, config.apply_missing_scalar_as, config.overrides)
+
+
+def scalar_checkpoints(dates: np.ndarray, risk_scalar: np.ndarray, start: dt.date) -> dict[dt.date, dict]:
+    """The risk-scalar carries to store (tiny: the previous scalar): every month end from ``start``
+    on and the last date."""
+    carries = {}
+    mask = rebalance_mask(dates, "monthly")
+    mask[-1] = True
+    for i in np.flatnonzero(mask):
+        if dates[i] >= np.datetime64(start, "D") or i == len(dates) - 1:
+            carries[dt.date.fromisoformat(str(dates[i]))] = {"previous": float(risk_scalar[i]), "last_date": str(dates[i])}
+    return carries

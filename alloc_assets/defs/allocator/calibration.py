@@ -1,4 +1,4 @@
-"""``regime_calibration``: stage 7 of the seed, the regimes calibrated for behaviour, not Sharpe.
+"""``regime_calibration``: the regimes calibrated for behaviour, not Sharpe.
 
 A reader of the stored ``regime_series`` (read-only session): the walk-forward calibration of
 ``core.calibration`` (thresholds and dwell set at each year start from the days before it), with
@@ -11,9 +11,9 @@ import numpy as np
 import polars as pl
 
 from alloc_assets.core.regime import REGIME_KEYS
-from alloc_assets.core.allocator.calibration import calibration_summary, walk_forward_calibration
+from alloc_assets.core.allocator.calibration import calibration_summary, targets_markdown, walk_forward_calibration
 from alloc_assets.core.report.report import jsonable
-from alloc_assets.core.allocator.regimes import PROBABILITY_COLUMNS
+from alloc_assets.core.regime import PROBABILITY_COLUMNS
 from alloc_assets.defs.common import SINGLE_RUN
 from resources.allocator import AllocatorSettings
 from resources.warehouse import DuckDBWarehouse
@@ -65,14 +65,8 @@ def regime_calibration(context: dg.AssetExecutionContext, warehouse: DuckDBWareh
     summary = jsonable(calibration_summary(rows))
     with warehouse.session():
         warehouse.replace_table(TABLE, frame)
-    md = ["| | target | score (out of sample) | governor's labels |", "|---|---:|---:|---:|"]
-    for k, t in summary.get("target_shares", {}).items():
-        md.append(f"| {k} | {100 * t:.0f} % | {100 * summary['score_shares_achieved'][k]:.1f} % | "
-                  f"{100 * summary['label_shares_achieved'][k]:.1f} % |")
-    if rows:
-        md.append(f"| transitions a year | {summary['target_transitions_per_year']} | | {summary['label_transitions_per_year']:.1f} |")
     return dg.MaterializeResult(metadata={
         "dagster/row_count": frame.height,
-        "targets_vs_achieved": dg.MetadataValue.md("\n".join(md)),
+        "targets_vs_achieved": dg.MetadataValue.md(targets_markdown(summary, bool(rows))),
         "summary": dg.MetadataValue.json(summary),
     })

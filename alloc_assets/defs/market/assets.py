@@ -35,11 +35,10 @@ from alloc_assets.defs.common import (
     WAREHOUSE_POOL,
     WAREHOUSE_RETRY,
     check_result,
-    history_span,
-    stored_indicator_names,
     column_schema,
     raise_on_blocking,
 )
+from alloc_assets.store.readers import history_span, stored_indicator_names
 from alloc_assets.defs.market.partitions import market_partitions
 from alloc_assets.schemas import (
     CHECK_PRICES_VALID,

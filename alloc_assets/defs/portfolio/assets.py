@@ -5,7 +5,6 @@ One engine (``core.portfolio.backtest.run_backtest``) and the same costs and cal
 passes. The audit of the two passes (controls, report, figures) is in ``defs.report.assets``.
 """
 
-import contextlib
 
 import dagster as dg
 import numpy as np
@@ -15,8 +14,17 @@ from alloc_assets.core.portfolio.backtest import AllocatorMode, BacktestResult, 
 from alloc_assets.core.portfolio.profiles import get_profile
 from alloc_assets.core.portfolio.weights import profile_weights
 from alloc_assets.core.report.rendering import weights_md
-from alloc_assets.defs.allocator.assets import load_panel
-from alloc_assets.defs.common import SINGLE_RUN, WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, column_schema, raise_on_blocking
+from alloc_assets.defs.common import (
+    SINGLE_RUN,
+    WAREHOUSE_POOL,
+    WAREHOUSE_RETRY,
+    asset_check_specs,
+    check_result,
+    column_schema,
+    failing_without_retry,
+    load_panel,
+    raise_on_blocking,
+)
 from alloc_assets.schemas import (
     BACKTEST_CHECKS,
     CHECK_BACKTEST_FINITE,
@@ -28,7 +36,7 @@ from alloc_assets.schemas import (
     Weights,
     mask_outcome,
 )
-from alloc_assets.store.backtests import StoredDataError, applied_series, full_window, panel_and_trades, strategy_book
+from alloc_assets.store.backtests import applied_series, full_window, panel_and_trades, strategy_book
 from resources.allocator import AllocatorSettings
 from resources.backtest import BacktestSettings
 from resources.warehouse import DuckDBWarehouse
@@ -38,21 +46,6 @@ GROUP_STRATEGY = "strategy"
 
 def _pct(x: float | None) -> str:
     return "off" if x is None else f"{100 * x:.0f} %"
-
-
-@contextlib.contextmanager
-def stored_data_failures():
-    """Turn a missing or inconsistent stored table into a failure Dagster does not retry (re-running
-    the upstream asset is the fix)."""
-    try:
-        yield
-    except StoredDataError as e:
-        raise dg.Failure(allow_retries=False, description=str(e)) from e
-
-
-def check_specs(asset: str, checks: dict) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(name, asset=asset, description=desc, blocking=sev == "ERROR")
-            for name, (sev, desc) in checks.items()]
 
 
 def _weights_frame(dates: np.ndarray, idx: np.ndarray, symbols, weights: np.ndarray, extra: dict | None = None) -> pl.DataFrame:
@@ -107,7 +100,7 @@ def _backtest_metadata(frame: pl.DataFrame) -> dict:
 def _backtest_table(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, settings: BacktestSettings,
                     weights_table: str, asset: str):
     """Backtest a stored weights table, check it, store it as ``asset`` (both twin backtests)."""
-    with stored_data_failures(), warehouse.session():
+    with failing_without_retry(), warehouse.session():
         frame, _ = _run(warehouse, settings, weights_table)
         outcomes = [backtest_outcome(frame)]
         yield from raise_on_blocking(context, outcomes, asset=asset)
@@ -125,7 +118,7 @@ def _backtest_table(context: dg.AssetExecutionContext, warehouse: DuckDBWarehous
     code_version="weights-2",
     pool=WAREHOUSE_POOL,
     retry_policy=WAREHOUSE_RETRY,
-    check_specs=check_specs("weights_raw", WEIGHT_CHECKS),
+    check_specs=asset_check_specs("weights_raw", WEIGHT_CHECKS),
     metadata={"dagster/column_schema": column_schema(Weights), "dagster/table_name": "weights_raw"},
 )
 def weights_raw(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, backtest: BacktestSettings):
@@ -136,7 +129,7 @@ def weights_raw(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, b
     rata to uncapped names, cash only if infeasible), minimum change 5 % of a name's weight.
     Weights decided at the close of t earn returns from t+1.
     """
-    with stored_data_failures(), warehouse.session():
+    with failing_without_retry(), warehouse.session():
         start, end = full_window(warehouse)
         profile = get_profile(backtest.profile)
         panel = load_panel(warehouse, start, end)
@@ -171,7 +164,7 @@ def weights_raw(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, b
     code_version="backtest-1",
     pool=WAREHOUSE_POOL,
     retry_policy=WAREHOUSE_RETRY,
-    check_specs=check_specs("baseline_backtest", {CHECK_BACKTEST_FINITE: BACKTEST_CHECKS[CHECK_BACKTEST_FINITE]}),
+    check_specs=asset_check_specs("baseline_backtest", {CHECK_BACKTEST_FINITE: BACKTEST_CHECKS[CHECK_BACKTEST_FINITE]}),
     metadata={"dagster/column_schema": column_schema(Backtest), "dagster/table_name": "baseline_backtest"},
 )
 def baseline_backtest(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, backtest: BacktestSettings):
@@ -189,7 +182,7 @@ def baseline_backtest(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
     code_version="weights-scaled-2",
     pool=WAREHOUSE_POOL,
     retry_policy=WAREHOUSE_RETRY,
-    check_specs=check_specs("weights_scaled", {**WEIGHT_CHECKS, CHECK_SCALED_CONSISTENT: BACKTEST_CHECKS[CHECK_SCALED_CONSISTENT]}),
+    check_specs=asset_check_specs("weights_scaled", {**WEIGHT_CHECKS, CHECK_SCALED_CONSISTENT: BACKTEST_CHECKS[CHECK_SCALED_CONSISTENT]}),
     metadata={"dagster/column_schema": column_schema(Weights), "dagster/table_name": "weights_scaled"},
 )
 def weights_scaled(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, backtest: BacktestSettings,
@@ -204,7 +197,7 @@ def weights_scaled(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
     the previous overlay date (``applied_scalars``: one overlay rebalance of lag). Column ``kind``:
     ``strategy`` or ``overlay``. Mode ``precomputed`` reads ``applied_scalars``, ``compute``
     recomputes them from ``risk_scalars`` (identical), ``off`` leaves the weights unscaled."""
-    with stored_data_failures(), warehouse.session():
+    with failing_without_retry(), warehouse.session():
         mode = AllocatorMode(backtest.allocator_mode)
         panel, idx, _, base = strategy_book(warehouse, backtest)
         a_dates, a_vals = applied_series(warehouse, allocator, mode)
@@ -244,7 +237,7 @@ def weights_scaled(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
     code_version="backtest-1",
     pool=WAREHOUSE_POOL,
     retry_policy=WAREHOUSE_RETRY,
-    check_specs=check_specs("scaled_backtest", {CHECK_BACKTEST_FINITE: BACKTEST_CHECKS[CHECK_BACKTEST_FINITE]}),
+    check_specs=asset_check_specs("scaled_backtest", {CHECK_BACKTEST_FINITE: BACKTEST_CHECKS[CHECK_BACKTEST_FINITE]}),
     metadata={"dagster/column_schema": column_schema(Backtest), "dagster/table_name": "scaled_backtest"},
 )
 def scaled_backtest(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, backtest: BacktestSettings):

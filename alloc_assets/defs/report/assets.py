@@ -20,9 +20,18 @@ from alloc_assets.core.report.controls import control_scalars
 from alloc_assets.core.report.metrics import daily_rate
 from alloc_assets.core.report.rendering import comparison_table_md, episodes_md, report_markdown, run_summary
 from alloc_assets.core.report.report import REPORT_KEYS, AuditInputs, build_report, governor_samples, jsonable
-from alloc_assets.defs.common import JUMP_FITS_TABLE, SINGLE_RUN, WAREHOUSE_POOL, WAREHOUSE_RETRY, check_result, jump_fit_rows, new_fit_rows, raise_on_blocking
-from alloc_assets.defs.portfolio.assets import GROUP_STRATEGY, backtest_frame, backtest_outcome, check_specs, stored_data_failures
+from alloc_assets.defs.common import (
+    SINGLE_RUN,
+    WAREHOUSE_POOL,
+    WAREHOUSE_RETRY,
+    asset_check_specs,
+    check_result,
+    failing_without_retry,
+    raise_on_blocking,
+)
+from alloc_assets.defs.portfolio.assets import GROUP_STRATEGY, backtest_frame, backtest_outcome
 from alloc_assets.schemas import BACKTEST_CHECKS, CHECK_BACKTEST_FINITE, CHECK_REPORT_KEYS, REPORT_CHECKS, CheckOutcome
+from alloc_assets.store.jump_fits import JUMP_FITS_TABLE, jump_fit_rows, new_fit_rows
 from alloc_assets.store.backtests import (
     CONTROL_TABLE,
     applied_series,
@@ -48,7 +57,7 @@ GROUP_REPORT = "report"
     code_version="controls-1",
     pool=WAREHOUSE_POOL,
     retry_policy=WAREHOUSE_RETRY,
-    check_specs=check_specs(CONTROL_TABLE, {CHECK_BACKTEST_FINITE: BACKTEST_CHECKS[CHECK_BACKTEST_FINITE]}),
+    check_specs=asset_check_specs(CONTROL_TABLE, {CHECK_BACKTEST_FINITE: BACKTEST_CHECKS[CHECK_BACKTEST_FINITE]}),
     metadata={"dagster/table_name": CONTROL_TABLE},
 )
 def control_backtests(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, backtest: BacktestSettings,
@@ -60,7 +69,7 @@ def control_backtests(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
     walk-forward with online inference only, bull 1 / bear floor). Each daily scalar goes through
     ``applied_scalars`` at the allocator's cadence (computed at one overlay date, acting from the
     next) and the overlay of the strategy's book. One row per day and control."""
-    with stored_data_failures(), warehouse.session():
+    with failing_without_retry(), warehouse.session():
         mode = AllocatorMode(backtest.allocator_mode)
         panel, idx, _, base = strategy_book(warehouse, backtest)
         a_dates, a_vals = applied_series(warehouse, allocator, AllocatorMode.PRECOMPUTED if mode is AllocatorMode.OFF else mode)
@@ -105,7 +114,7 @@ def control_backtests(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
     backfill_policy=SINGLE_RUN,
     kinds={"duckdb", "json"},
     code_version="report-2",
-    check_specs=check_specs("comparison_report", REPORT_CHECKS),
+    check_specs=asset_check_specs("comparison_report", REPORT_CHECKS),
 )
 def comparison_report(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse, backtest: BacktestSettings,
                       allocator: AllocatorSettings):
@@ -116,7 +125,7 @@ def comparison_report(context: dg.AssetExecutionContext, warehouse: DuckDBWareho
     deltas and a sub-period table; gross exposure; today's regime and scalar; allocator usage,
     regimes, de-risk events and a verdict whose every rule names its numbers. Files:
     ``$ALLOC_HOME/reports/<profile>/two_pass_comparison.{json,md}`` (figures: ``report_figures``)."""
-    with stored_data_failures():
+    with failing_without_retry():
         base, scaled, regimes, weights, raw_first, applied, computed, controls, bench = report_inputs(warehouse)
         labels, probs = regimes_on_dates(regimes, base["date"].to_list())
     dates = base["date"].to_numpy().astype("datetime64[D]")
@@ -192,7 +201,7 @@ def report_figures(context: dg.AssetExecutionContext, warehouse: DuckDBWarehouse
     episodes. PNGs beside the report, the equity figure inline in the UI."""
     from alloc_assets.core.report.figures import write_report_figures  # imported when used (slow import)
 
-    with stored_data_failures():
+    with failing_without_retry():
         base, scaled, regimes, weights, _, _, _, controls, bench = report_inputs(warehouse)
     labels, probs = regimes_on_dates(regimes, base["date"].to_list(), fill=True)
     dates = base["date"].to_numpy().astype("datetime64[D]")

@@ -21,8 +21,8 @@ import polars as pl
 from pydantic import Field
 
 from alloc_assets import sim as sim_package
-from alloc_assets.defs.allocator.assets import load_panel
-from alloc_assets.defs.common import history_span
+from alloc_assets.defs.common import load_panel
+from alloc_assets.store.readers import history_span
 from alloc_assets.core.regime import PROBABILITY_COLUMNS, REGIME_LABELS
 from resources.settings import alloc_home
 from resources.simulation import SimulationSettings

@@ -34,14 +34,16 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.special
 
-from alloc_assets.core.allocator.features import TRADING_DAYS_PER_YEAR, FeatureConfig, IndexSource, _hl_alpha, _span_alpha, feature_specs
-from alloc_assets.core.allocator.regimes import (
-    RegimeConfig,
-    RegimeMethod,
-    Transform,
-    _hist_layout,
-    _initial_score_carry,
+from alloc_assets.core.allocator.feature_config import (
+    TRADING_DAYS_PER_YEAR,
+    FeatureConfig,
+    IndexSource,
+    _hl_alpha,
+    _span_alpha,
+    feature_specs,
 )
+from alloc_assets.core.allocator.regime_config import RegimeConfig, RegimeMethod, Transform
+from alloc_assets.core.allocator.stress_score import _hist_layout, _initial_score_carry
 from alloc_assets.core.allocator.scalars import ScalarBasis, ScalarConfig
 
 N_REGIMES = 4

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from alloc_assets.core.market.calendar import RebalanceFrequency, rebalance_mask
-from alloc_assets.core.allocator.regimes import Cadence, refresh_mask
+from alloc_assets.core.allocator.regime_config import Cadence, refresh_mask
 
 DAYS_PER_MONTH = 21
 DAYS_PER_QUARTER = 63

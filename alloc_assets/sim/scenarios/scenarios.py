@@ -85,7 +85,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from alloc_assets.core.allocator.regimes import Regime
+from alloc_assets.core.regime import Regime
 from alloc_assets.sim.engine import allocator as alloc
 from alloc_assets.sim.engine import books as strat
 from alloc_assets.sim.models.calendar import SimCalendar, regular_calendar
