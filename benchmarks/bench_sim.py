@@ -5,7 +5,7 @@ regime-switching world model calibrated on the bundled history (its stress-score
 books (equal-weight baseline and the same under the allocator: encoder, stress score with
 histogram thresholds, hysteresis, risk scalar, one-rebalance lag) and every per-path metric. Targets:
 ``median_s`` under 10 s after compilation (``compile_s`` reported apart), at least 3x faster than the
-same kernel in NumPy timed in the same run (``numpy_median_s``: ``alloc_assets.sim.engine.numpy_kernel``,
+same kernel in NumPy timed in the same run (``numpy_median_s``: ``tests.sim.reference_numpy_kernel``,
 the same allocator and book code on NumPy arrays, one run at full size), peak memory under 2 GB
 (added by ``benchmarks/run.py``).
 
@@ -50,7 +50,7 @@ def _world_and_start():
     from alloc_assets.core.allocator.features import encode
     from alloc_assets.core.market.panel import PricePanel, load_bundled_panel
     from alloc_assets.core.allocator.regimes import compute_regimes
-    from alloc_assets.sim.engine import allocator as alloc
+    from alloc_assets.sim.engine import allocator_state as alloc_state
     from alloc_assets.sim.models.world import calibrate_world_model
 
     bundled = load_bundled_panel()
@@ -58,7 +58,7 @@ def _world_and_start():
     state, _ = encode(panel)
     regimes, _ = compute_regimes(state)
     world = calibrate_world_model(np.diff(np.log(panel.close), axis=0), regimes.label[1:], p0=regimes.probs[-1])
-    return world, alloc.start_from_panel(panel)
+    return world, alloc_state.start_from_panel(panel)
 
 
 def bench_sim_regime_switching_10000_paths() -> dict:
@@ -69,7 +69,7 @@ def bench_sim_regime_switching_10000_paths() -> dict:
 
     from alloc_assets.sim.models.calendar import regular_calendar
     from alloc_assets.sim.engine.kernel import SimSettings, run_strategies
-    from alloc_assets.sim.engine.numpy_kernel import run_strategies_numpy
+    from tests.sim.reference_numpy_kernel import run_strategies_numpy
     from alloc_assets.sim.engine.books import StrategyConfig
 
     world, start = _world_and_start()

@@ -11,7 +11,7 @@ import pytest
 
 from alloc_assets.core.report import metrics as core
 from alloc_assets.sim.engine import metrics as sim
-from alloc_assets.sim.engine.numpy_kernel import path_metrics_np
+from tests.sim.reference_numpy_kernel import path_metrics_np
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 from alloc_assets.sim.engine.kernel import SimSettings
 from alloc_assets.sim.models.world import stationary_distribution
-from alloc_assets.sim.scenarios.scenarios import (
+from alloc_assets.sim.scenarios.catalogue import (
     CORRELATION_SHARE,
     EQUITY_VOL_MULTIPLIER,
     RATES_DURATION,
@@ -20,11 +20,9 @@ from alloc_assets.sim.scenarios.scenarios import (
     SCENARIO_NAMES,
     SCENARIOS,
     get_scenario,
-    run_all_scenarios,
-    run_scenario,
-    scenario_cash_rate,
-    scenario_world_model,
 )
+from alloc_assets.sim.scenarios.run import run_all_scenarios, run_scenario
+from alloc_assets.sim.scenarios.scenario_world import scenario_cash_rate, scenario_world_model
 
 SMALL = SimSettings(block_size=16, chunk_paths=64)
 

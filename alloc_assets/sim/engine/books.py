@@ -29,7 +29,7 @@ from enum import Enum
 
 import jax
 
-from alloc_assets.sim.engine.allocator import JAX, Backend
+from alloc_assets.sim.engine.backend import JAX, Backend
 
 
 class BaselineKind(str, Enum):

@@ -55,6 +55,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from alloc_assets.core.report.metrics import daily_rate
 from alloc_assets.sim.engine import allocator as alloc
+from alloc_assets.sim.engine import allocator_state as alloc_state
 from alloc_assets.sim.engine import metrics as sim_metrics
 from alloc_assets.sim.engine import books as strat
 from alloc_assets.sim.models.calendar import SimCalendar
@@ -275,7 +276,7 @@ class _StrategySpec:
     horizon: int
     block_size: int
     dtype: str
-    allocator: alloc.AllocatorConfig
+    allocator: alloc_state.AllocatorConfig
     strategy: strat.StrategyConfig
     fresh: bool
     record: bool
@@ -288,7 +289,7 @@ class _StrategySpec:
 @dataclass(frozen=True)
 class _StrategyInputs:
     model: object
-    start: alloc.AllocatorState
+    start: alloc_state.AllocatorState
     rebalance: jax.Array
     refresh: jax.Array
     row0: jax.Array
@@ -298,7 +299,7 @@ class _StrategyInputs:
     scalars: alloc.ScalarValues
 
 
-def _targets(spec: _StrategySpec, model, astate: alloc.AllocatorState, applied):
+def _targets(spec: _StrategySpec, model, astate: alloc_state.AllocatorState, applied):
     kind = spec.strategy.kind
     b = spec.block_size
     regime_var = regime_weighted_variances(model, astate.probs) if kind is strat.BaselineKind.INVERSE_VOL_REGIME else None
@@ -312,7 +313,7 @@ def _strategy_block(spec: _StrategySpec, inp: _StrategyInputs, block_key):
     warm_days = cfg.features.warm_days
     model = inp.model
     mstate = model.init(jax.random.fold_in(block_key, 0), b, dt)
-    astate = alloc.broadcast_state(inp.start, b, dt)
+    astate = alloc_state.broadcast_state(inp.start, b, dt)
     books = strat.init_books(spec.n_assets, b, dt)
 
     if spec.fresh:  # day 0 is the first day of the history: its regime step has not run yet
@@ -381,8 +382,8 @@ def run_strategies(
     n_paths: int,
     calendar: SimCalendar,
     key,
-    start: alloc.AllocatorStart | None = None,
-    allocator: alloc.AllocatorConfig = alloc.AllocatorConfig(),
+    start: alloc_state.AllocatorStart | None = None,
+    allocator: alloc_state.AllocatorConfig = alloc_state.AllocatorConfig(),
     strategy: strat.StrategyConfig = strat.StrategyConfig(),
     cash_rate_annual: float = 0.0,
     risk_free_annual: float | None = None,
@@ -410,15 +411,15 @@ def run_strategies(
     if strategy.kind is strat.BaselineKind.INVERSE_VOL_REGIME and not isinstance(model, WorldModel):
         raise ValueError("the inverse_vol_regime baseline needs a WorldModel (its regime covariances)")
     n_assets = model.n_assets
-    if allocator.scalars.vol_target is not None and "vol_21d" not in alloc.feature_columns(allocator.features):
+    if allocator.scalars.vol_target is not None and "vol_21d" not in alloc_state.feature_columns(allocator.features):
         raise ValueError("ScalarConfig.vol_target needs a vol_21d feature (FeatureConfig.vol_half_lives must contain 21)")
     if start is None:
-        start = alloc.fresh_state(np.ones(n_assets), allocator)
+        start = alloc_state.fresh_state(np.ones(n_assets), allocator)
     rf = cash_rate_annual if risk_free_annual is None else risk_free_annual
     # longest stretch of days whose scores wait in the buffer before a refresh merges them
     cuts = np.concatenate([[0], np.flatnonzero(calendar.refresh), [calendar.horizon + 1]])
     score_buffer = int(np.diff(cuts).max())
-    start_state = alloc.with_score_buffer(start.state, score_buffer)
+    start_state = alloc_state.with_score_buffer(start.state, score_buffer)
     with _x64(settings):
         # Only the structure is static (the key of the compiled kernel): the cost and the numbers of
         # the scalar map travel as traced inputs, so changing them never recompiles.
