@@ -1,4 +1,4 @@
-"""Speed of the JAX Monte Carlo engine (issue 6).
+"""Speed of the JAX Monte Carlo engine.
 
 ``bench_sim_regime_switching_10000_paths``: 10,000 paths x 1,260 trading days x 20 assets under the
 regime-switching world model calibrated on the bundled history (its stress-score regimes), both

@@ -156,7 +156,7 @@ def test_allocator_config_rejects_what_is_not_ported():
 
 
 def test_changing_costs_and_targets_reuses_the_compiled_kernel(history, world, fresh_run):
-    """Issue 13 item 6: the cost and every number of the scalar map (multipliers, floor, volatility
+    """The cost and every number of the scalar map (multipliers, floor, volatility
     target, step limit, missing-scalar value) are traced: a run with other values compiles nothing
     (XLA compilations counted through ``jax.monitoring``), and the values are really used: the
     outputs equal the pipeline's (``core.scalars``, ``core.backtest``) under the new settings."""

@@ -35,7 +35,8 @@ def test_dashboard_for_every_scenario_and_both_books(tmp_path):
     assert last == str(load_bundled_panel().dates[-1])
     meta = model.asset_materializations_for_node("scenario_models")[0].metadata
     assert meta["calibrated_through"].value == last
-    # calibrated on labels independent of the allocator (the default), on daily *log* returns (M1):
+    # calibrated on labels independent of the allocator (the default), on daily *log* returns (simple
+    # returns would raise every regime mean by about half its variance):
     # each regime's mean is the mean log return of its days, recomputed here from the stored prices
     assert meta["calibration_labels"].value == "realised_vol" and "realised-volatility" in meta["labels_used"].value
     import pickle

@@ -50,8 +50,9 @@ def test_parameter_scenarios_hit_their_targets(world, name):
 
 
 def test_shocks_are_the_documented_changes(world):
-    """The shocks' sizes (the review's M2 asked for shocks that persist: the price moves are spread
-    over SHOCK_DAYS, the volatility is a Heston state; their effect on paths is in test_sim_stress)."""
+    """The shocks' sizes (shocks persist so the allocator has something to react to: the price
+    moves are spread over SHOCK_DAYS, the volatility is a Heston state; their effect on paths is in
+    test_sim_stress)."""
     n = world.n_assets
     rates = scenario_world_model(get_scenario("rates_up_200bp"), world)
     assert np.exp(rates.jump[:n]) == pytest.approx(1 - 0.10) and np.exp(rates.jump[n]) == pytest.approx(1 - RATES_DURATION * 0.02)

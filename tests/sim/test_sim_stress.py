@@ -1,4 +1,4 @@
-"""Stress tests that bite (issue 13 item 5), checked on simulated paths, not on the formulas that
+"""Stress tests that bite (a shock moves the paths the allocator reacts to), checked on simulated paths, not on the formulas that
 built the scenarios:
 
 * every parameter scenario's equal-weight equity index hits its annual drift and volatility

@@ -1,42 +1,13 @@
 """The Monte Carlo engine: one jit-compiled ``lax.scan`` over days, paths batched on the minor axis.
 
-Layout and memory
------------------
-Paths are cut into **blocks** of ``block_size`` paths (default 1,000). A block is the unit of
-randomness: its key is ``fold_in(key, block_index)`` and day t's normals are drawn inside the scan
-step from ``fold_in(block_key, t)`` (never materialised for the whole horizon). Blocks are grouped
-into **chunks** of about ``chunk_paths`` paths per device (default 1,000), the unit of work: one
-compiled call runs ``vmap`` over the chunk's blocks and, when JAX has several devices,
-``shard_map`` over them (each device a chunk); calls are dispatched asynchronously one after the
-other. Memory is bounded by the chunk, not by the number of paths. The results of a
-path depend on ``key``, ``block_size`` and the path index, never on ``chunk_paths`` or the number of
-devices (the tests check bit-identity).
-
-Precision
----------
-``float32`` by default. For ``float64`` pass ``dtype="float64"`` (``SimSettings``): the engine runs
-the call inside ``jax.enable_x64(True)``; setting ``JAX_ENABLE_X64=1`` (or
-``jax.config.update("jax_enable_x64", True)``) before the first JAX call does the same globally.
-Every result carries :func:`provenance` (JAX version, backend, devices, PRNG implementation, x64
-flag, dtype, block size) so a number can be reproduced.
-
-Compile once
-------------
-What is static (part of the compiled program, the key of ``_compiled``): the horizon (the length
-of the ``lax.scan``), the block size, the dtype, the structure of the allocator (features, regime
-method and score terms, the scalar basis) and the baseline kind (each kind computes different
-targets: a different program; the three kinds are three compilations, cached). Everything else is
-traced data: model parameters, calendars, rates, initial states, the cost (``cost_bps``) and every
-number of the scalar map (multipliers, floor, volatility target, step limit, missing-scalar value:
-``allocator.ScalarValues``). Changing a cost or a target value never recompiles
-(``tests/sim/test_sim_compile.py`` counts XLA compilations). Across processes, compiled programs are
-kept in JAX's persistent compilation cache (:func:`enable_compilation_cache`, called by the
-simulation assets with ``$ALLOC_HOME/jax-cache``), so a new Dagster run process or partition
-loads the kernel instead of compiling it again.
-
-Devices: on CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` set before importing
-JAX splits each call over the cores (faster than XLA's own threading on this workload); on GPU
-install ``jax[cuda12]`` and nothing else changes.
+Paths are cut into blocks of ``block_size`` (the unit of randomness: a path's numbers depend on
+``key``, ``block_size`` and its index, never on ``chunk_paths`` or the number of devices) and
+blocks into chunks of about ``chunk_paths`` per device (the unit of work, which bounds memory).
+``float32`` by default, ``float64`` with ``SimSettings(dtype="float64")``; every result carries
+:func:`provenance`. Only the program's structure is static (horizon, block size, dtype, allocator
+structure, baseline kind): costs and every number of the scalar map are traced, so changing them
+never recompiles; :func:`enable_compilation_cache` keeps compiled programs across processes.
+Details (devices, what is static and why) in docs/notes/simulation.md.
 """
 
 from __future__ import annotations

@@ -1,49 +1,14 @@
 """Market models of the Monte Carlo engine: parameters as frozen pytree dataclasses, one day a step.
 
-Every model is a value (a frozen dataclass registered as a JAX pytree, all fields arrays; the
-constructors store NumPy float64 and the engine casts to the run's dtype) with two pure methods
-the engine's ``lax.scan`` calls:
-
-* ``init(key, n_paths, dtype) -> state``: the model's state on day 0 for a block of paths;
-* ``step(state, key, t, n_paths) -> (state, log_returns)``: day ``t`` (1..horizon); ``log_returns``
-  has shape ``(assets, paths)``: paths are the minor (vectorised) axis.
-
-Units: time in trading days (252 a year); ``GBM`` and ``Heston`` take annualised parameters
-(decimals), ``WorldModel`` daily ones (it is calibrated on daily returns). Returns are daily *log*
-returns; prices follow ``S_t = S_{t-1} exp(r_t)``.
-
-Models
-------
-``GBM``: correlated geometric Brownian motion, exact in distribution:
-``r = (mu - sigma^2 / 2) dt + sigma sqrt(dt) L z``, ``L L' = corr``.
-
-``Heston``: one Heston variance per asset, full-truncation Euler (Lord, Koekkoek and van Dijk 2010)
-on the log price, ``v+ = max(v, 0)``:
-``r = (mu - v+ / 2) dt + sqrt(v+ dt) W1``, ``v <- v + kappa (theta - v+) dt + xi sqrt(v+ dt) W2``,
-``W1 = L z1`` (price shocks correlated across assets), ``W2 = rho W1 + sqrt(1 - rho^2) z2``.
-
-``WorldModel``: Markov regime switching. The regime ``s_t`` (NORMAL, ELEVATED, STRESS, CRISIS) moves
-by the daily transition matrix ``A``; given it, ``r_t ~ N(mu_s, Sigma_s)``. The regime of day 0 is
-drawn from ``p0`` (the probabilities of today's regime). Optional shocks act through the model's
-state and persist (the stress scenarios; every default leaves the plain model unchanged, bit for bit):
-
-* a price move ``jump`` (N,) spread evenly over days ``1..shock_days`` (a drift change over a
-  horizon; ``shock_days = 1`` is a one-day gap);
-* a deterministic volatility multiplier per asset, ``m_t = 1 + (m0 - 1) vol_decay^(t - 1)``;
-* a Heston variance factor ``f`` (the model's state besides the regime, relative variance, 1 = the
-  regime's own): ``f_0 = var0``, full-truncation Euler ``f <- max(f + kappa (1 - f) + xi sqrt(f+) z, 0)``
-  (daily units), multiplying the shocks of the assets with ``var_exposure = 1`` by ``sqrt(f)``;
-  ``E[f_t] = 1 + (var0 - 1)(1 - kappa)^t``. The stress scenarios use the seed's Heston (kappa 2 a
-  year, vol of variance 0.3 at theta 0.04, i.e. 1.5 in relative units); no leverage correlation;
-* a common factor (a correlation jump): ``factor_load`` (N,) daily standard deviation of one shock
-  shared by the assets, decaying by ``factor_decay`` a day.
-
-:func:`calibrate_world_model` estimates a ``WorldModel`` from daily log returns and a daily regime
-label series: :func:`realised_vol_labels` (causal expanding-window quantiles of the equal-weight
-index's realised volatility; independent of the allocator, the simulation assets' default) or the
-pipeline's ``regime_series`` (the allocator's own labels: the simulated world then switches exactly
-where the allocator looks, which flatters it); :func:`regime_weighted_covariance` gives the
-covariance a strategy expects given the regime probabilities, ``Sigma_t = sum_k P(k | z_t) Sigma_k``.
+Every model (``GBM``, ``Heston``, the regime-switching ``WorldModel``) is a frozen dataclass
+registered as a JAX pytree with two pure methods the engine's ``lax.scan`` calls:
+``init(key, n_paths, dtype) -> state`` and ``step(state, key, t, n_paths) -> (state, log_returns)``,
+``log_returns`` of shape ``(assets, paths)``. Units: trading days (252 a year); ``GBM`` and
+``Heston`` take annualised parameters, ``WorldModel`` daily ones; returns are daily *log* returns.
+``WorldModel``'s optional shocks (a spread price move, a volatility multiplier, a Heston variance
+factor, a common factor) leave the plain model unchanged bit for bit when at their defaults.
+:func:`calibrate_world_model` estimates it from daily log returns and regime labels. The formulas
+and the reasons are in docs/notes/simulation.md ("World models").
 """
 
 from __future__ import annotations

@@ -1,89 +1,15 @@
 """Resilience optimiser: fixed weights that trade expected return against drawdown risk, recovery
-time and volatility-cluster exposure over simulated paths of the world model (pure JAX; no Dagster).
+time and volatility-cluster exposure over simulated paths of the world model (pure JAX).
 
-Portfolio
----------
-Fixed weights ``w`` (N,), **rebalanced daily** back to ``w``: the portfolio's simple return on day t
-of path p is ``r_tp = sum_i w_i R_itp`` with ``R = expm1(log returns)`` of the simulated stocks.
-(Daily rebalancing makes the portfolio return linear in ``w``, as in the mean-variance and risk
-parity benchmarks, which are fitted on the same daily returns.)
-
-Objective (per path, then the mean over paths)
-----------------------------------------------
-::
-
-    J(w) = E[ CAGR ] - lambda_drawdown P(DD > x) - lambda_recovery E[recovery] / 252
-                     - lambda_cluster E[cluster share]
-
-with the conventions of :mod:`alloc_assets.sim.engine.metrics` (the tests check each exact component
-against that module on the same paths):
-
-* ``CAGR = W_H ** (252 / H) - 1`` (``W_H`` the wealth after H days, wealth 1 on day 0);
-* ``DD``: the maximum drawdown as a positive fraction (``-max_drawdown``), drawdowns anchored at
-  wealth 1 before the first return; ``x`` = ``drawdown_threshold`` (0.20, as the stress dashboard's
-  ``p_drawdown_20``);
-* recovery time: trading days from the trough of the maximum drawdown until wealth first regains
-  the peak that preceded it (``recovery_days``), 0 without a drawdown. A path that has not
-  recovered by the end is **censored**: it counts ``H - trough`` days (as if it recovered the day
-  after the horizon: a lower bound), where ``metrics.recovery_days`` gives NaN. It enters in years
-  (/252) so every term is in units of annual return;
-* cluster share: share of the days ``t >= w - 1`` whose trailing 21-day sample variance exceeds
-  ``multiple ** 2`` (1.5 ** 2) times the path's whole-horizon sample variance (``vol_cluster_share``).
-
-Smooth surrogate (what the gradient sees)
------------------------------------------
-The step functions become sigmoids, and the two running maxima of the drawdown recursion (the
-peak of the log wealth and the maximum log drawdown) become smooth maxima
-``temp_max log(exp(a / temp_max) + exp(b / temp_max))`` (``temp_max`` = 5e-4 in log wealth). With
-exact maxima the surrogate has kinks where two drawdowns tie, and the recovery gates downstream of
-a kink are steep: central differences at 1e-6 then disagree with ``jax.grad`` by up to 1e-2 on the
-recovery term (measured);
-the smooth surrogate is C-infinity, so the gradient check holds at any step and the optimiser sees
-no corners.
-
-* ``1[DD > x]`` -> ``sigmoid((DD - x) / temp_drawdown)``;
-* ``1[var_21 > m^2 var]`` -> ``sigmoid((log var_21 - log(m^2 var)) / temp_cluster)`` (scale free);
-* recovery time: the exact value is the end state of a recursion over days with two step gates on
-  the log wealth ``L_t`` and its running peak ``M_t`` (log drawdown ``d_t = M_t - L_t``):
-  ``back_t = 1[L_t >= M_{t-1}]`` (a new peak) and ``deeper_t = 1[d_t > max_{s<t} d_s]`` (a new
-  maximum drawdown: its trough restarts the clock)::
-
-      pending_t = deeper_t + (1 - deeper_t) pending_{t-1} (1 - back_t)
-      count_t   = (1 - deeper_t) (count_{t-1} + pending_{t-1})
-      recovery  = count_H + pending_H
-
-  The surrogate uses the same recursion with ``back_t = sigmoid((L_t - M_{t-1}) / temp_recovery)``
-  and ``deeper_t = sigmoid((d_t - max_{s<t} d_s) / temp_recovery) (1 - back_t)``; as the
-  temperatures go to 0 it tends to the exact value (tested).
-
-Default lambdas (fixed by a rule, before any comparison)
---------------------------------------------------------
-Every penalty is in units of annual return and costs 10 % of annual return at its natural unit:
-a certain drawdown beyond ``x`` (P = 1), one year of recovery time, and a horizon spent entirely in
-volatility clusters (share = 1) each cost 0.10. So ``lambda_drawdown = lambda_recovery =
-lambda_cluster = 0.10``; they are never tuned on the held-out paths.
-
-Optimiser
----------
-Adam ascent on the surrogate (``jax.value_and_grad``). The gradient is first projected onto the
-tangent cone of the feasible set (:func:`tangent_direction`: its component along ``(1, ..., 1)``
-removed, and coordinates on a bound that the gradient pushes outward frozen): Adam's per-coordinate
-scaling would otherwise turn those components into equal steps that the projection undoes, and the
-search stalls on a face (measured). Each step is followed by the exact Euclidean
-projection onto ``{lo <= w <= hi, sum w = 1}`` (:func:`project_bounded_simplex`: bisection on the
-shift, then an exact solve on the free set); cosine-decayed learning rate; the best iterate (by the
-surrogate on the training paths) is returned. One ``lax.scan`` compiled once: the returns, lambdas,
-threshold, temperatures, bounds and learning rate are traced, so changing them never recompiles
-(the iteration count and window are static).
-
-Comparison
-----------
-:func:`run_resilience` simulates training paths and held-out paths (independent keys), optimises on
-the training paths, fits the benchmarks with skfolio on the training paths' daily returns (all
-paths stacked): mean-variance (``MeanRisk``, maximum Sharpe ratio on variance), minimum variance
-(``MeanRisk``, minimum variance), risk parity (``RiskBudgeting`` on variance, equal budgets) and
-equal weights, all with the same bounds, and evaluates every method with the **exact** objective on
-the held-out paths, with the paired standard error of each difference to ``w*``.
+Fixed weights ``w``, rebalanced daily, maximise (mean over paths, units of annual return)
+``J(w) = E[CAGR] - lambda_drawdown P(DD > x) - lambda_recovery E[recovery] / 252
+- lambda_cluster E[cluster share]`` with the conventions of :mod:`alloc_assets.sim.engine.metrics`
+(recovery censored at the horizon). The gradient sees a smooth surrogate (sigmoids for the step
+functions, smooth maxima in the drawdown recursion); projected Adam on ``{lo <= w <= hi, sum w = 1}``
+in one compiled ``lax.scan``. :func:`run_resilience` compares ``w*`` on held-out paths with
+skfolio's mean-variance, minimum variance, risk parity and equal weights on the exact objective.
+The default lambdas (0.10 each), the surrogate's recursion and the reasons are in
+docs/notes/simulation.md ("Resilience optimiser").
 """
 
 from __future__ import annotations
