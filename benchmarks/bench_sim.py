@@ -51,7 +51,7 @@ def _world_and_start():
     from alloc_assets.core.market.panel import PricePanel, load_bundled_panel
     from alloc_assets.core.allocator.regimes import compute_regimes
     from alloc_assets.sim.engine import allocator_state as alloc_state
-    from alloc_assets.sim.models.world import calibrate_world_model
+    from alloc_assets.sim.models.world_calibration import calibrate_world_model
 
     bundled = load_bundled_panel()
     panel = PricePanel(bundled.dates, bundled.symbols, bundled.close)  # equal-weight index, as on simulated paths

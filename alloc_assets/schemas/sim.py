@@ -4,7 +4,7 @@
 import pandera.polars as pa
 import polars as pl
 
-from alloc_assets.sim.portfolio.resilience import METHODS
+from alloc_assets.sim.portfolio.resilience_comparison import METHODS
 
 
 class ResiliencePortfolioTable(pa.DataFrameModel):

@@ -19,7 +19,7 @@ from alloc_assets.sim.engine import allocator_state as alloc_state
 from alloc_assets.sim.engine.backend import NUMPY
 from alloc_assets.sim.models.calendar import calendar_from_dates
 from alloc_assets.sim.engine.kernel import SimSettings, run_strategies
-from alloc_assets.sim.models.world import calibrate_world_model
+from alloc_assets.sim.models.world_calibration import calibrate_world_model
 from alloc_assets.sim.engine.books import StrategyConfig
 
 TOL = 1e-6

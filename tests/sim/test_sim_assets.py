@@ -43,7 +43,7 @@ def test_dashboard_for_every_scenario_and_both_books(tmp_path):
 
     import numpy as np
 
-    from alloc_assets.sim.models.world import realised_vol_labels
+    from alloc_assets.sim.models.world_calibration import realised_vol_labels
 
     saved = pickle.loads((tmp_path / "sim" / "world_model.pkl").read_bytes())
     wide = wh.query("SELECT date, symbol, close FROM market_prices").pivot(on="symbol", index="date", values="close").sort("date")

@@ -32,7 +32,7 @@ def vol_labelled_world():
     """The world model the simulation assets calibrate by default: the bundled history's daily log
     returns on realised-volatility labels (independent of the allocator), warm-up days dropped."""
     from alloc_assets.core.market.panel import load_bundled_panel
-    from alloc_assets.sim.models.world import calibrate_world_model, realised_vol_labels
+    from alloc_assets.sim.models.world_calibration import calibrate_world_model, realised_vol_labels
 
     log_r = np.diff(np.log(load_bundled_panel().close), axis=0)
     labels = realised_vol_labels(log_r)

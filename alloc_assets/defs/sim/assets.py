@@ -51,7 +51,7 @@ def scenario_models(context: dg.AssetExecutionContext, warehouse: DuckDBWarehous
     ``regime_series`` labels), started from today's regime probabilities, and the allocator's state
     at the last stored day. The metadata says which labels were used."""
     from alloc_assets.sim.engine.allocator_state import start_from_panel
-    from alloc_assets.sim.models.world import calibrate_world_model
+    from alloc_assets.sim.models.world_calibration import calibrate_world_model
     from alloc_assets.sim.models.world_summary import regime_summary_md
 
     with warehouse.session(read_only=True):  # a reader: never takes the writer's lock

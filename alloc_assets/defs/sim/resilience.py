@@ -58,7 +58,8 @@ def resilience_portfolio(context: dg.AssetExecutionContext, warehouse: DuckDBWar
     ``resilience_portfolio`` (weights per symbol and method) and ``resilience_comparison`` (per
     method: held-out and training objective and components, the paired gain of w*)."""
     from alloc_assets.sim.engine.kernel import enable_compilation_cache
-    from alloc_assets.sim.portfolio.resilience import OptimiserSettings, run_resilience
+    from alloc_assets.sim.portfolio.resilience import OptimiserSettings
+    from alloc_assets.sim.portfolio.resilience_comparison import run_resilience
 
     enable_compilation_cache(alloc_home() / "jax-cache")
 

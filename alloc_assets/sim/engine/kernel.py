@@ -30,7 +30,8 @@ from alloc_assets.sim.engine import allocator_state as alloc_state
 from alloc_assets.sim.engine import metrics as sim_metrics
 from alloc_assets.sim.engine import books as strat
 from alloc_assets.sim.models.calendar import SimCalendar
-from alloc_assets.sim.models.world import WorldModel, cast, regime_weighted_variances
+from alloc_assets.sim.models.world import WorldModel, cast
+from alloc_assets.sim.models.world_calibration import regime_weighted_variances
 
 BOOKS: tuple[str, str] = ("baseline", "allocator")
 

@@ -20,10 +20,10 @@ def calibration_labels(kind: str, log_returns: np.ndarray, regime_labels: np.nda
     (4,) and a description, for ``kind`` in ``CALIBRATION_LABELS``; ``ValueError`` otherwise or
     when the history is too short.
 
-    ``realised_vol``: ``world.realised_vol_labels`` (21-day realised volatility of the equal-weight
+    ``realised_vol``: ``world_calibration.realised_vol_labels`` (21-day realised volatility of the equal-weight
     index against its expanding-window 50/80/95 % quantiles); today's probabilities are one-hot on
     today's label. ``allocator``: the pipeline's labels and probabilities (``regime_series``)."""
-    from alloc_assets.sim.models.world import realised_vol_labels
+    from alloc_assets.sim.models.world_calibration import realised_vol_labels
 
     if kind == "allocator":
         return np.asarray(regime_labels), np.asarray(regime_probs[-1], dtype=np.float64), \

@@ -8,7 +8,7 @@ import polars as pl
 
 from alloc_assets.core.common.markdown import md_table, number_cell
 from alloc_assets.core.regime import REGIME_KEYS, REGIME_LABELS
-from alloc_assets.sim.portfolio.resilience import METHODS
+from alloc_assets.sim.portfolio.resilience_comparison import METHODS
 
 
 def _md(header: list[str], rows: list[list]) -> str:
