@@ -9,17 +9,7 @@ same kernel in NumPy timed in the same run (``numpy_median_s``: ``tests.sim.refe
 the same allocator and book code on NumPy arrays, one run at full size), peak memory under 2 GB
 (added by ``benchmarks/run.py``).
 
-CPU layout: before JAX is imported, ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``
-gives JAX one device per core and the engine splits each call over them with ``shard_map``
-(measured 1.7-2.4x faster than XLA's own threading on this workload). The flag is set inside the
-benchmark function, not at import, so that ``benchmarks/run.py`` (which imports every bench module
-to discover the entries) does not pass it on to the other benchmarks' processes; if JAX was already
-imported the engine runs on the devices it has (``device_count`` in the result says which).
-
-On a GPU: ``pip install "jax[cuda12]"`` (in the same virtual environment) and run the same command,
-``python -m benchmarks.run sim``; nothing else changes. JAX then has one GPU device, the engine
-runs all 10,000 paths in one call (``chunk_paths``; raise it to 100,000 or more for bigger runs to
-fill a large GPU) and the host-device flag is ignored.
+CPU and GPU layouts (the host-device flag, ``jax[cuda12]``): docs/notes/simulation.md ("Benchmark").
 """
 
 from __future__ import annotations
