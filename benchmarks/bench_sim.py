@@ -1,25 +1,15 @@
-"""Speed of the JAX Monte Carlo engine (issue 6).
+"""Speed of the JAX Monte Carlo engine.
 
 ``bench_sim_regime_switching_10000_paths``: 10,000 paths x 1,260 trading days x 20 assets under the
 regime-switching world model calibrated on the bundled history (its stress-score regimes), both
 books (equal-weight baseline and the same under the allocator: encoder, stress score with
 histogram thresholds, hysteresis, risk scalar, one-rebalance lag) and every per-path metric. Targets:
 ``median_s`` under 10 s after compilation (``compile_s`` reported apart), at least 3x faster than the
-same kernel in NumPy timed in the same run (``numpy_median_s``: ``alloc_assets.sim.engine.numpy_kernel``,
+same kernel in NumPy timed in the same run (``numpy_median_s``: ``tests.sim.reference_numpy_kernel``,
 the same allocator and book code on NumPy arrays, one run at full size), peak memory under 2 GB
 (added by ``benchmarks/run.py``).
 
-CPU layout: before JAX is imported, ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``
-gives JAX one device per core and the engine splits each call over them with ``shard_map``
-(measured 1.7-2.4x faster than XLA's own threading on this workload). The flag is set inside the
-benchmark function, not at import, so that ``benchmarks/run.py`` (which imports every bench module
-to discover the entries) does not pass it on to the other benchmarks' processes; if JAX was already
-imported the engine runs on the devices it has (``device_count`` in the result says which).
-
-On a GPU: ``pip install "jax[cuda12]"`` (in the same virtual environment) and run the same command,
-``python -m benchmarks.run sim``; nothing else changes. JAX then has one GPU device, the engine
-runs all 10,000 paths in one call (``chunk_paths``; raise it to 100,000 or more for bigger runs to
-fill a large GPU) and the host-device flag is ignored.
+CPU and GPU layouts (the host-device flag, ``jax[cuda12]``): docs/notes/simulation.md ("Benchmark").
 """
 
 from __future__ import annotations
@@ -50,15 +40,15 @@ def _world_and_start():
     from alloc_assets.core.allocator.features import encode
     from alloc_assets.core.market.panel import PricePanel, load_bundled_panel
     from alloc_assets.core.allocator.regimes import compute_regimes
-    from alloc_assets.sim.engine import allocator as alloc
-    from alloc_assets.sim.models.world import calibrate_world_model
+    from alloc_assets.sim.engine import allocator_state as alloc_state
+    from alloc_assets.sim.models.world_calibration import calibrate_world_model
 
     bundled = load_bundled_panel()
     panel = PricePanel(bundled.dates, bundled.symbols, bundled.close)  # equal-weight index, as on simulated paths
     state, _ = encode(panel)
     regimes, _ = compute_regimes(state)
     world = calibrate_world_model(np.diff(np.log(panel.close), axis=0), regimes.label[1:], p0=regimes.probs[-1])
-    return world, alloc.start_from_panel(panel)
+    return world, alloc_state.start_from_panel(panel)
 
 
 def bench_sim_regime_switching_10000_paths() -> dict:
@@ -69,7 +59,7 @@ def bench_sim_regime_switching_10000_paths() -> dict:
 
     from alloc_assets.sim.models.calendar import regular_calendar
     from alloc_assets.sim.engine.kernel import SimSettings, run_strategies
-    from alloc_assets.sim.engine.numpy_kernel import run_strategies_numpy
+    from tests.sim.reference_numpy_kernel import run_strategies_numpy
     from alloc_assets.sim.engine.books import StrategyConfig
 
     world, start = _world_and_start()

@@ -58,7 +58,7 @@ class SearchSettings(dg.ConfigurableResource):
 
 class ResilienceSettings(dg.ConfigurableResource):
     """The resilience optimiser: simulated paths, penalties (fixed by the rule of
-    ``sim/resilience.py``: 0.10 of annual return per natural unit), bounds, optimiser."""
+    ``sim/portfolio/resilience.py``: 0.10 of annual return per natural unit), bounds, optimiser."""
 
     n_paths: int = Field(default=2000, description="Training paths (the optimiser and the benchmarks are fitted on them)")
     n_heldout_paths: int = Field(default=2000, description="Held-out paths (another key) on which every method is compared")

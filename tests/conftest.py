@@ -38,7 +38,7 @@ def bundled_world():
     from alloc_assets.core.allocator.features import encode
     from alloc_assets.core.market.panel import PricePanel, load_bundled_panel
     from alloc_assets.core.allocator.regimes import compute_regimes
-    from alloc_assets.sim.models.world import calibrate_world_model
+    from alloc_assets.sim.models.world_calibration import calibrate_world_model
 
     p = load_bundled_panel()
     panel = PricePanel(p.dates, p.symbols, p.close)

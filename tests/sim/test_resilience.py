@@ -20,6 +20,7 @@ import pytest
 
 from alloc_assets.sim.engine import metrics
 from alloc_assets.sim.portfolio import resilience as rs
+from alloc_assets.sim.portfolio import resilience_comparison as rc
 from alloc_assets.sim.models.world import WorldModel
 
 H, N, P = 252, 4, 300
@@ -237,7 +238,7 @@ def test_skfolio_benchmarks_match_closed_forms():
     vols = np.array([0.010, 0.012, 0.015, 0.02])
     corr = 0.3 + 0.7 * np.eye(4)
     x = rng.multivariate_normal(np.array([4e-4, 5e-4, 6e-4, 8e-4]), corr * np.outer(vols, vols), 20000)
-    w = rs.benchmark_weights(x, 0.0, 1.0)
+    w = rc.benchmark_weights(x, 0.0, 1.0)
     mu, cov = x.mean(axis=0), np.cov(x, rowvar=False)
     ones = np.ones(4)
     minvar = np.linalg.solve(cov, ones) / (ones @ np.linalg.solve(cov, ones))
@@ -248,31 +249,31 @@ def test_skfolio_benchmarks_match_closed_forms():
     contrib = w["risk_parity"] * (cov @ w["risk_parity"])
     np.testing.assert_allclose(contrib / contrib.sum(), 0.25, atol=1e-4)
     np.testing.assert_allclose(w["equal_weight"], 0.25)
-    capped = rs.benchmark_weights(x, 0.0, 0.3)
+    capped = rc.benchmark_weights(x, 0.0, 0.3)
     assert all(v.max() <= 0.3 + 1e-6 and abs(v.sum() - 1) < 1e-6 for v in capped.values())
 
 
 def test_run_resilience_is_deterministic_and_beats_the_benchmarks_on_held_out_paths():
     kw = dict(n_paths=400, n_heldout_paths=400, horizon=252, seed=11, lo=0.0, hi=0.6,
               optimiser=rs.OptimiserSettings(iterations=100))
-    res = rs.run_resilience(world_model(), **kw)
-    again = rs.run_resilience(world_model(), **kw)
-    for m in rs.METHODS:
+    res = rc.run_resilience(world_model(), **kw)
+    again = rc.run_resilience(world_model(), **kw)
+    for m in rc.METHODS:
         np.testing.assert_array_equal(res.weights[m], again.weights[m])
         assert res.heldout[m] == again.heldout[m]
         assert abs(res.weights[m].sum() - 1) < 1e-5 and res.weights[m].max() <= 0.6 + 1e-6
     # the paired gain is the difference of the held-out objectives
-    for m in rs.METHODS[1:]:
+    for m in rc.METHODS[1:]:
         assert res.paired[m]["diff"] == pytest.approx(res.heldout["resilience"]["objective"] - res.heldout[m]["objective"], abs=1e-9)
         assert res.paired[m]["se"] > 0
         assert m in res.note()
     # w* is fitted on the training paths and evaluated on others: it still wins, by more than one
     # paired standard error (400 paths; measured: +0.016 to +0.039, 1.6 to 2.2 s.e.)
-    for m in rs.METHODS[1:]:
+    for m in rc.METHODS[1:]:
         assert res.train["resilience"]["objective"] > res.train[m]["objective"]
         assert res.paired[m]["diff"] > res.paired[m]["se"], (m, res.paired[m])
     # a different seed: different held-out paths
-    other = rs.run_resilience(world_model(), **(kw | {"seed": 12}))
+    other = rc.run_resilience(world_model(), **(kw | {"seed": 12}))
     assert other.heldout["equal_weight"]["objective"] != res.heldout["equal_weight"]["objective"]
 
 
@@ -298,15 +299,15 @@ def test_resilience_portfolio_asset_stores_the_comparison(tmp_path, alloc_home):
                                        "resilience": settings})
     assert result.success
     meta = result.asset_materializations_for_node("resilience_portfolio")[0].metadata
-    direct = rs.run_resilience(model, n_paths=256, n_heldout_paths=256, horizon=126, seed=3, lo=0.0, hi=0.6,
+    direct = rc.run_resilience(model, n_paths=256, n_heldout_paths=256, horizon=126, seed=3, lo=0.0, hi=0.6,
                                optimiser=rs.OptimiserSettings(iterations=60))
     stored = wh.query("SELECT * FROM resilience_portfolio")
     assert stored["symbol"].to_list() == [f"asset_{i}" for i in range(4)]  # no market_prices: generic names
-    for m in rs.METHODS:
+    for m in rc.METHODS:
         np.testing.assert_allclose(stored[f"weight_{m}"].to_numpy(), direct.weights[m], atol=1e-12)
     comp = wh.query("SELECT * FROM resilience_comparison")
-    assert comp["method"].to_list() == list(rs.METHODS)
-    for i, m in enumerate(rs.METHODS):
+    assert comp["method"].to_list() == list(rc.METHODS)
+    for i, m in enumerate(rc.METHODS):
         assert comp["heldout_objective"][i] == pytest.approx(direct.heldout[m]["objective"], abs=1e-12)
         assert comp["heldout_gain_of_resilience"][i] == pytest.approx(direct.paired[m]["diff"], abs=1e-12)
         assert meta["heldout"].value[m]["objective"] == pytest.approx(direct.heldout[m]["objective"], abs=1e-6)

@@ -15,9 +15,11 @@ from alloc_assets.core.market.panel import PricePanel, load_bundled_panel
 from alloc_assets.core.allocator.regimes import compute_regimes
 from alloc_assets.core.allocator.scalars import ScalarBasis, ScalarConfig, applied_scalars, risk_scalars
 from alloc_assets.sim.engine import allocator as alloc
+from alloc_assets.sim.engine import allocator_state as alloc_state
+from alloc_assets.sim.engine.backend import NUMPY
 from alloc_assets.sim.models.calendar import calendar_from_dates
 from alloc_assets.sim.engine.kernel import SimSettings, run_strategies
-from alloc_assets.sim.models.world import calibrate_world_model
+from alloc_assets.sim.models.world_calibration import calibrate_world_model
 from alloc_assets.sim.engine.books import StrategyConfig
 
 TOL = 1e-6
@@ -45,7 +47,7 @@ def _sessions_from(day: str, n: int) -> np.ndarray:
     return sessions[i : i + n].to_numpy().astype("datetime64[D]")
 
 
-def _pipeline(panel: PricePanel, config: alloc.AllocatorConfig):
+def _pipeline(panel: PricePanel, config: alloc_state.AllocatorConfig):
     state, _ = encode(panel, None, config.features)
     regimes, _ = compute_regimes(state, config.regimes)
     scalars, _ = risk_scalars(regimes.dates, regimes.probs, config.scalars, None, state.column("vol_21d"), regimes.label)
@@ -74,8 +76,8 @@ def fresh_run(world):
     dates = _sessions_from("2015-01-30", horizon + 1)  # day 0 is a month end: a rebalance for both
     cal = calendar_from_dates(dates)
     close0 = np.linspace(10.0, 50.0, world.n_assets)
-    config = alloc.AllocatorConfig()
-    run = run_strategies(world, 3, cal, 7, start=alloc.fresh_state(close0, config), allocator=config,
+    config = alloc_state.AllocatorConfig()
+    run = run_strategies(world, 3, cal, 7, start=alloc_state.fresh_state(close0, config), allocator=config,
                          strategy=StrategyConfig(cost_bps=COST_BPS), settings=F64, record=True)
     return horizon, dates, cal, close0, config, run
 
@@ -105,10 +107,10 @@ def test_simulated_allocator_equals_pipeline_from_a_fresh_history(world, fresh_r
 
 def test_simulated_allocator_equals_pipeline_continuing_from_the_carries(history, world):
     # the expected-probability basis with a volatility cap, to cover the other scalar branches
-    config = alloc.AllocatorConfig(scalars=ScalarConfig(basis=ScalarBasis.EXPECTED, vol_target=0.20))
+    config = alloc_state.AllocatorConfig(scalars=ScalarConfig(basis=ScalarBasis.EXPECTED, vol_target=0.20))
     cut = int(np.searchsorted(history.dates, np.datetime64("2022-11-30"))) + 1
     past = history.slice(0, cut)  # ends on a month end: day 0 is a rebalance for both
-    start = alloc.start_from_panel(past, config)
+    start = alloc_state.start_from_panel(past, config)
     assert not start.fresh and start.row0 == cut - 1
     horizon = 120
     dates = _sessions_from(str(past.dates[-1]), horizon + 1)
@@ -130,15 +132,15 @@ def test_simulated_allocator_equals_pipeline_continuing_from_the_carries(history
 def test_numpy_backend_runs_the_same_allocator(world, fresh_run):
     """The NumPy kernel of the benchmark executes the same code: same outputs on the same returns."""
     horizon, _, cal, close0, config, run = fresh_run
-    start = alloc.fresh_state(close0, config)
+    start = alloc_state.fresh_state(close0, config)
     rec = run.record
     cuts = np.concatenate([[0], np.flatnonzero(cal.refresh), [horizon + 1]])
-    st = alloc.broadcast_state(alloc.with_score_buffer(start.state, int(np.diff(cuts).max())), 3, np.float64, xp=np)
-    st, out = alloc.allocator_day(st, None, False, False, True, config, alloc.NUMPY, advance=False)
+    st = alloc_state.broadcast_state(alloc_state.with_score_buffer(start.state, int(np.diff(cuts).max())), 3, np.float64, xp=np)
+    st, out = alloc.allocator_day(st, None, False, False, True, config, NUMPY, advance=False)
     outs = [out]
     for t in range(1, horizon + 1):
         st, out = alloc.allocator_day(st, rec["log_returns"][t - 1], t >= config.features.warm_days, bool(cal.refresh[t]),
-                                      bool(cal.rebalance[t]), config, alloc.NUMPY)
+                                      bool(cal.rebalance[t]), config, NUMPY)
         outs.append(out)
     for name in ("features", "score", "probs", "label", "scalar"):
         np.testing.assert_allclose(np.stack([o[name] for o in outs]), rec[name], rtol=0, atol=1e-12)
@@ -148,19 +150,19 @@ def test_allocator_config_rejects_what_is_not_ported():
     from alloc_assets.core.allocator.regime_config import RegimeConfig, RegimeMethod
 
     with pytest.raises(ValueError, match="stress-score"):
-        alloc.AllocatorConfig(regimes=RegimeConfig(method=RegimeMethod.HMM))
+        alloc_state.AllocatorConfig(regimes=RegimeConfig(method=RegimeMethod.HMM))
     with pytest.raises(ValueError, match="benchmark"):
-        alloc.state_from_carries({"index_source": "benchmark"}, {"method": "stress_score"})
+        alloc_state.state_from_carries({"index_source": "benchmark"}, {"method": "stress_score"})
 
 
 def test_changing_costs_and_targets_reuses_the_compiled_kernel(history, world, fresh_run):
-    """Issue 13 item 6: the cost and every number of the scalar map (multipliers, floor, volatility
+    """The cost and every number of the scalar map (multipliers, floor, volatility
     target, step limit, missing-scalar value) are traced: a run with other values compiles nothing
     (XLA compilations counted through ``jax.monitoring``), and the values are really used: the
     outputs equal the pipeline's (``core.scalars``, ``core.backtest``) under the new settings."""
     import jax
 
-    from alloc_assets.sim.engine.allocator import AllocatorConfig
+    from alloc_assets.sim.engine.allocator_state import AllocatorConfig
 
     horizon, dates, cal, close0, _, default_run = fresh_run  # the default settings, compiled by the fixture
     compiles: list[str] = []
@@ -174,7 +176,7 @@ def test_changing_costs_and_targets_reuses_the_compiled_kernel(history, world, f
     cost = 17.0
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
-        run = run_strategies(world, 3, cal, 7, start=alloc.fresh_state(close0, config), allocator=config,
+        run = run_strategies(world, 3, cal, 7, start=alloc_state.fresh_state(close0, config), allocator=config,
                              strategy=StrategyConfig(cost_bps=cost), settings=F64, record=True)
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)

@@ -1,6 +1,6 @@
-"""Issue 13 item 6: JAX's persistent compilation cache under ALLOC_HOME.
+"""JAX's persistent compilation cache under ALLOC_HOME: a new process reuses the compiled kernel.
 
-Two fresh processes run the same simulation with ``engine.enable_compilation_cache``: the first
+Two fresh processes run the same simulation with ``sim.engine.kernel.enable_compilation_cache``: the first
 compiles and writes the cache, the second loads the kernel from it (JAX's own cache-hit event,
 counted through ``jax.monitoring``) and gives bit-identical results. A directory the user already
 configured is kept.

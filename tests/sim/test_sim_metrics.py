@@ -11,7 +11,7 @@ import pytest
 
 from alloc_assets.core.report import metrics as core
 from alloc_assets.sim.engine import metrics as sim
-from alloc_assets.sim.engine.numpy_kernel import path_metrics_np
+from tests.sim.reference_numpy_kernel import path_metrics_np
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +80,12 @@ def test_float32_metrics_stay_close(returns, jax_metrics):
     out = jax.jit(sim.path_metrics)(jnp.asarray(returns, jnp.float32), 0.0001)
     for name in ("annual_return", "annual_volatility", "sharpe", "max_drawdown", "cvar_95"):
         np.testing.assert_allclose(np.asarray(out[name]), jax_metrics[name], rtol=2e-3, atol=2e-5, err_msg=name)
+
+
+def test_drawdown_series_equals_the_report_function():
+    """The JAX drawdown recursion (wealth, running peak from 1) gives the report's drawdown series."""
+    r = np.random.default_rng(3).normal(0.0003, 0.015, size=(300, 5))
+    with jax.enable_x64(True):
+        got = np.asarray(jax.jit(sim.drawdown_series)(jnp.asarray(r, dtype=jnp.float64)))
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, core.drawdown_series(r), rtol=0, atol=1e-12)

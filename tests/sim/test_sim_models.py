@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from alloc_assets.sim.engine.kernel import SimSettings, provenance, simulate_log_returns, simulate_terminal_log_returns
-from alloc_assets.sim.models.world import GBM, Heston, WorldModel, calibrate_world_model, regime_weighted_covariance, stationary_distribution
+from alloc_assets.sim.models.world import GBM, Heston, WorldModel, stationary_distribution
+from alloc_assets.sim.models.world_calibration import calibrate_world_model, regime_weighted_covariance
 
 
 def _within(estimate, truth, se, k=3.0):
@@ -162,7 +163,7 @@ def test_realised_vol_labels_are_causal_expanding_quantiles():
     """The allocator-independent labels: each day's 21-day realised volatility of the equal-weight
     index against the 50/80/95 % quantiles of all volatilities up to that day (a brute-force
     reference with np.quantile on every prefix), -1 in the warm-up, unchanged when days are appended."""
-    from alloc_assets.sim.models.world import realised_vol_labels
+    from alloc_assets.sim.models.world_calibration import realised_vol_labels
 
     rng = np.random.default_rng(7)
     scale = np.repeat(rng.choice([0.005, 0.01, 0.02, 0.04], 30), 20)  # volatility regimes of 20 days

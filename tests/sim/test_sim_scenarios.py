@@ -11,7 +11,7 @@ import pytest
 
 from alloc_assets.sim.engine.kernel import SimSettings
 from alloc_assets.sim.models.world import stationary_distribution
-from alloc_assets.sim.scenarios.scenarios import (
+from alloc_assets.sim.scenarios.catalogue import (
     CORRELATION_SHARE,
     EQUITY_VOL_MULTIPLIER,
     RATES_DURATION,
@@ -20,11 +20,9 @@ from alloc_assets.sim.scenarios.scenarios import (
     SCENARIO_NAMES,
     SCENARIOS,
     get_scenario,
-    run_all_scenarios,
-    run_scenario,
-    scenario_cash_rate,
-    scenario_world_model,
 )
+from alloc_assets.sim.scenarios.run import run_all_scenarios, run_scenario
+from alloc_assets.sim.scenarios.scenario_world import scenario_cash_rate, scenario_world_model
 
 SMALL = SimSettings(block_size=16, chunk_paths=64)
 
@@ -52,8 +50,9 @@ def test_parameter_scenarios_hit_their_targets(world, name):
 
 
 def test_shocks_are_the_documented_changes(world):
-    """The shocks' sizes (the review's M2 asked for shocks that persist: the price moves are spread
-    over SHOCK_DAYS, the volatility is a Heston state; their effect on paths is in test_sim_stress)."""
+    """The shocks' sizes (shocks persist so the allocator has something to react to: the price
+    moves are spread over SHOCK_DAYS, the volatility is a Heston state; their effect on paths is in
+    test_sim_stress)."""
     n = world.n_assets
     rates = scenario_world_model(get_scenario("rates_up_200bp"), world)
     assert np.exp(rates.jump[:n]) == pytest.approx(1 - 0.10) and np.exp(rates.jump[n]) == pytest.approx(1 - RATES_DURATION * 0.02)

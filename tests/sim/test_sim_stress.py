@@ -1,4 +1,4 @@
-"""Stress tests that bite (issue 13 item 5), checked on simulated paths, not on the formulas that
+"""Stress tests that bite (a shock moves the paths the allocator reacts to), checked on simulated paths, not on the formulas that
 built the scenarios:
 
 * every parameter scenario's equal-weight equity index hits its annual drift and volatility
@@ -19,7 +19,9 @@ import pytest
 
 from alloc_assets.sim.engine.kernel import SimSettings, simulate_log_returns
 from alloc_assets.sim.models.world import WorldModel
-from alloc_assets.sim.scenarios.scenarios import SHOCK_DAYS, get_scenario, run_scenario, scenario_world_model
+from alloc_assets.sim.scenarios.catalogue import SHOCK_DAYS, get_scenario
+from alloc_assets.sim.scenarios.run import run_scenario
+from alloc_assets.sim.scenarios.scenario_world import scenario_world_model
 
 SETTINGS = SimSettings(block_size=500, chunk_paths=500)
 SEED = 11
@@ -30,7 +32,7 @@ def vol_labelled_world():
     """The world model the simulation assets calibrate by default: the bundled history's daily log
     returns on realised-volatility labels (independent of the allocator), warm-up days dropped."""
     from alloc_assets.core.market.panel import load_bundled_panel
-    from alloc_assets.sim.models.world import calibrate_world_model, realised_vol_labels
+    from alloc_assets.sim.models.world_calibration import calibrate_world_model, realised_vol_labels
 
     log_r = np.diff(np.log(load_bundled_panel().close), axis=0)
     labels = realised_vol_labels(log_r)
@@ -114,7 +116,7 @@ def test_allocator_and_baseline_books_differ_under_the_shock(bundled_world, name
 
 def test_monthly_path_of_wealth_snapshots():
     """Hand-computed: two paths over three months."""
-    from alloc_assets.sim.scenarios.scenarios import monthly_path
+    from alloc_assets.sim.scenarios.run import monthly_path
 
     w = np.array([[1.0, 1.0], [1.1, 0.9], [0.99, 0.81], [1.2, 0.9]])
     out = monthly_path(w)

@@ -64,12 +64,12 @@ class FeatureSpec:
     units: str
 
 
-def _hl_alpha(half_life: float) -> float:
+def hl_alpha(half_life: float) -> float:
     """EWMA weight on the new observation for a half-life in days: 1 - 0.5 ** (1 / h)."""
     return 1.0 - 0.5 ** (1.0 / half_life)
 
 
-def _span_alpha(span: float) -> float:
+def span_alpha(span: float) -> float:
     """EWMA weight on the new observation for a span in days (pandas convention): 2 / (span + 1)."""
     return 2.0 / (span + 1.0)
 

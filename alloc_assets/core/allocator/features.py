@@ -29,8 +29,8 @@ from alloc_assets.core.allocator.feature_config import (
     FeatureConfig,
     IndexSource,
     StateFrame,
-    _hl_alpha,
-    _span_alpha,
+    hl_alpha,
+    span_alpha,
     feature_specs,
 )
 
@@ -125,7 +125,7 @@ def _validate(panel: PricePanel, extra: dict[str, np.ndarray]) -> None:
             raise ValueError(f"extra input {name!r} has shape {np.shape(series)}, expected ({len(panel.dates)},)")
 
 
-def _seed_carry(panel: PricePanel, extra: dict[str, np.ndarray], config: FeatureConfig) -> dict:
+def seed_carry(panel: PricePanel, extra: dict[str, np.ndarray], config: FeatureConfig) -> dict:
     """The carry after the first day: priors for everything that needs a return."""
     use_bench = _use_benchmark(config, panel)
     level = float(panel.benchmark[0]) if use_bench else 1.0
@@ -194,18 +194,18 @@ def _advance(panel: PricePanel, extra: dict[str, np.ndarray], carry: dict, confi
     level_max = np.maximum.accumulate(np.concatenate([[carry["level_max"]], level]))[1:]
 
     sq = idx_ret * idx_ret
-    ewm_var = np.vstack([_ewm(_hl_alpha(h), sq, v) for h, v in zip(config.vol_half_lives, carry["ewm_var"])])
+    ewm_var = np.vstack([_ewm(hl_alpha(h), sq, v) for h, v in zip(config.vol_half_lives, carry["ewm_var"])])
 
     n = close.shape[1]
     iu, ju, _, _ = _pairs(n)
     rt = np.ascontiguousarray(log_ret.T)  # (N, m)
     prods = rt[iu] * rt[ju]  # (P, m)
     c_short, c_long = config.corr_half_lives
-    ewm_cov_short = _ewm(_hl_alpha(c_short), prods, carry["ewm_cov_short"])
-    ewm_cov_long = _ewm(_hl_alpha(c_long), prods, carry["ewm_cov_long"])
+    ewm_cov_short = _ewm(hl_alpha(c_short), prods, carry["ewm_cov_short"])
+    ewm_cov_long = _ewm(hl_alpha(c_long), prods, carry["ewm_cov_long"])
 
-    ewm_log_index = _ewm(_span_alpha(config.trend_span), np.log(level), carry["ewm_log_index"])
-    ewm_log_close = _ewm(_span_alpha(config.breadth_span), np.ascontiguousarray(np.log(close).T), carry["ewm_log_close"])
+    ewm_log_index = _ewm(span_alpha(config.trend_span), np.log(level), carry["ewm_log_index"])
+    ewm_log_close = _ewm(span_alpha(config.breadth_span), np.ascontiguousarray(np.log(close).T), carry["ewm_log_close"])
 
     extra_filled = {}
     for name, series in extra.items():
@@ -362,7 +362,7 @@ def encode(
     _validate(panel, extra)
     dates = panel.dates.astype("datetime64[D]")
     if carry is None:
-        first = _seed_carry(panel, extra, config)
+        first = seed_carry(panel, extra, config)
         chunks = [_chunk_from_carry(first)]
         n_rows0, template = 0, first
         if len(dates) > 1:

@@ -31,7 +31,7 @@ from alloc_assets.core.allocator.regime_config import (
     RegimeMethod,
     refresh_mask,
 )
-from alloc_assets.core.allocator.stress_score import _initial_score_carry, _score_rows, _transformed
+from alloc_assets.core.allocator.stress_score import initial_score_carry, _score_rows, _transformed
 from alloc_assets.core.market.calendar import rebalance_mask
 from alloc_assets.core.regime import REGIMES, Regime
 
@@ -176,7 +176,7 @@ def compute_regimes(
     if carry is None:
         start, previous_date = 0, None
         first_date = str(dates[0]) if len(dates) else None
-        score_carry = _initial_score_carry(config.score)
+        score_carry = initial_score_carry(config.score)
         label_carry = None
         prev_probs = None
         hmm_carry = None

@@ -33,7 +33,7 @@ def _transformed(state: StateFrame, feature: str, transform: Transform) -> np.nd
     return x
 
 
-def _hist_layout(cfg: StressScoreConfig) -> tuple[float, int]:
+def hist_layout(cfg: StressScoreConfig) -> tuple[float, int]:
     """Lower edge and number of bins of the score histogram (the score is bounded by the z clip)."""
     bound = cfg.z_clip * sum(abs(t.weight) for t in cfg.terms)
     nbins = int(math.ceil(2.0 * bound / cfg.histogram_bin)) + 1
@@ -47,7 +47,7 @@ def prior_thresholds(cfg: StressScoreConfig) -> np.ndarray:
 
 def histogram_thresholds(hist: np.ndarray, cfg: StressScoreConfig) -> np.ndarray:
     """Quantiles of the histogrammed past scores: the centre of the bin holding the ceil(q n)-th score."""
-    lo, _ = _hist_layout(cfg)
+    lo, _ = hist_layout(cfg)
     cum = np.cumsum(hist)
     n = cum[-1]
     out = np.empty(3)
@@ -71,9 +71,9 @@ def score_probabilities(score: np.ndarray, thresholds: np.ndarray, prob_width: f
     return np.column_stack([1.0 - q[:, 0], q[:, 0] - q[:, 1], q[:, 1] - q[:, 2], q[:, 2]])
 
 
-def _initial_score_carry(cfg: StressScoreConfig) -> dict:
+def initial_score_carry(cfg: StressScoreConfig) -> dict:
     s0 = cfg.prior_days
-    _, nbins = _hist_layout(cfg)
+    _, nbins = hist_layout(cfg)
     return {
         "s0": [0.0 if t.learn_days else s0 for t in cfg.terms],
         "s1": [0.0 if t.learn_days else s0 * t.prior_mean for t in cfg.terms],
@@ -124,7 +124,7 @@ def _score_rows(state: StateFrame, rows: slice, cfg: StressScoreConfig, carry: d
     contrib = np.ascontiguousarray((weights[:, None] * z).T)  # (m, J)
     score = np.add.reduce(contrib, axis=1)
 
-    lo, nbins = _hist_layout(cfg)
+    lo, nbins = hist_layout(cfg)
     bins = np.clip(np.floor((score - lo) / cfg.histogram_bin).astype(np.int64), 0, nbins - 1)
     hist = np.asarray(carry["hist"], dtype=np.int64)
     if len(hist) != nbins:

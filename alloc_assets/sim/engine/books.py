@@ -1,24 +1,13 @@
 """Strategies run on every simulated path: a baseline and the same baseline under the allocator.
 
-Both books follow the accounting of ``alloc_assets.core.portfolio.backtest.run_backtest`` (the tests check the
-daily returns against it on the same path): weights decided at the close of day t earn the returns
-of day t + 1; between trades the weights drift, ``w_i <- w_i (1 + R_i) / (1 + gross)``; at a trade
-the book moves to its target, ``turnover = sum_i |target_i - w_i|`` costs ``cost_bps`` basis points
-of it on the day; the unscaled remainder ``1 - sum(w)`` sits in cash at the daily rate
-``cash_rate``. The baseline trades to the raw target; the allocator book to ``scalar x target``,
-with the scalar applied at each rebalance being the one computed at the previous rebalance
-(``allocator.scalar_step``). The books are invested on day 0 (a forced trade whose cost is not
-counted: the horizon's returns are days 1..H).
-
-Raw targets (:class:`BaselineKind`), decided at the close of each rebalance day:
-
-* ``equal_weight``: ``1 / N`` (the pipeline's ``equal_weight`` profile without risk limits);
-* ``inverse_vol``: ``1 / sigma_i`` normalised, ``sigma_i`` from the diagonal of the encoder's long
-  EWMA covariance (half-life 126 days; the pipeline uses a 126-day sample window instead);
-* ``inverse_vol_regime``: ``1 / sigma_i`` from the regime-weighted covariance
-  ``Sigma_t = sum_k P(k | z_t) Sigma_k`` of the world model, with the allocator's probabilities.
-
-Risk limits, smooth transitions and the other pipeline profiles are not simulated.
+Both books follow the accounting of ``alloc_assets.core.portfolio.backtest.run_backtest`` (the tests
+check the daily returns against it on the same path): weights decided at the close of day t earn
+day t + 1's returns, drift between trades, pay ``cost_bps`` of the turnover at a trade, and the
+unscaled remainder earns ``cash_rate``. The allocator book trades to ``scalar x target`` with the
+scalar computed at the previous rebalance. Raw targets (:class:`BaselineKind`): equal weight,
+inverse volatility (encoder's long EWMA covariance) or inverse volatility under the
+regime-weighted covariance. Risk limits, smooth transitions and other pipeline profiles are not
+simulated. Details in docs/notes/simulation.md ("Books").
 """
 
 from __future__ import annotations
@@ -29,7 +18,7 @@ from enum import Enum
 
 import jax
 
-from alloc_assets.sim.engine.allocator import JAX, Backend
+from alloc_assets.sim.engine.backend import JAX, Backend
 
 
 class BaselineKind(str, Enum):

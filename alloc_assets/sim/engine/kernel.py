@@ -1,42 +1,13 @@
 """The Monte Carlo engine: one jit-compiled ``lax.scan`` over days, paths batched on the minor axis.
 
-Layout and memory
------------------
-Paths are cut into **blocks** of ``block_size`` paths (default 1,000). A block is the unit of
-randomness: its key is ``fold_in(key, block_index)`` and day t's normals are drawn inside the scan
-step from ``fold_in(block_key, t)`` (never materialised for the whole horizon). Blocks are grouped
-into **chunks** of about ``chunk_paths`` paths per device (default 1,000), the unit of work: one
-compiled call runs ``vmap`` over the chunk's blocks and, when JAX has several devices,
-``shard_map`` over them (each device a chunk); calls are dispatched asynchronously one after the
-other. Memory is bounded by the chunk, not by the number of paths. The results of a
-path depend on ``key``, ``block_size`` and the path index, never on ``chunk_paths`` or the number of
-devices (the tests check bit-identity).
-
-Precision
----------
-``float32`` by default. For ``float64`` pass ``dtype="float64"`` (``SimSettings``): the engine runs
-the call inside ``jax.enable_x64(True)``; setting ``JAX_ENABLE_X64=1`` (or
-``jax.config.update("jax_enable_x64", True)``) before the first JAX call does the same globally.
-Every result carries :func:`provenance` (JAX version, backend, devices, PRNG implementation, x64
-flag, dtype, block size) so a number can be reproduced.
-
-Compile once
-------------
-What is static (part of the compiled program, the key of ``_compiled``): the horizon (the length
-of the ``lax.scan``), the block size, the dtype, the structure of the allocator (features, regime
-method and score terms, the scalar basis) and the baseline kind (each kind computes different
-targets: a different program; the three kinds are three compilations, cached). Everything else is
-traced data: model parameters, calendars, rates, initial states, the cost (``cost_bps``) and every
-number of the scalar map (multipliers, floor, volatility target, step limit, missing-scalar value:
-``allocator.ScalarValues``). Changing a cost or a target value never recompiles
-(``tests/sim/test_sim_compile.py`` counts XLA compilations). Across processes, compiled programs are
-kept in JAX's persistent compilation cache (:func:`enable_compilation_cache`, called by the
-simulation assets with ``$ALLOC_HOME/jax-cache``), so a new Dagster run process or partition
-loads the kernel instead of compiling it again.
-
-Devices: on CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` set before importing
-JAX splits each call over the cores (faster than XLA's own threading on this workload); on GPU
-install ``jax[cuda12]`` and nothing else changes.
+Paths are cut into blocks of ``block_size`` (the unit of randomness: a path's numbers depend on
+``key``, ``block_size`` and its index, never on ``chunk_paths`` or the number of devices) and
+blocks into chunks of about ``chunk_paths`` per device (the unit of work, which bounds memory).
+``float32`` by default, ``float64`` with ``SimSettings(dtype="float64")``; every result carries
+:func:`provenance`. Only the program's structure is static (horizon, block size, dtype, allocator
+structure, baseline kind): costs and every number of the scalar map are traced, so changing them
+never recompiles; :func:`enable_compilation_cache` keeps compiled programs across processes.
+Details (devices, what is static and why) in docs/notes/simulation.md.
 """
 
 from __future__ import annotations
@@ -55,10 +26,12 @@ from jax.sharding import Mesh, PartitionSpec
 
 from alloc_assets.core.report.metrics import daily_rate
 from alloc_assets.sim.engine import allocator as alloc
+from alloc_assets.sim.engine import allocator_state as alloc_state
 from alloc_assets.sim.engine import metrics as sim_metrics
 from alloc_assets.sim.engine import books as strat
 from alloc_assets.sim.models.calendar import SimCalendar
-from alloc_assets.sim.models.world import WorldModel, cast, regime_weighted_variances
+from alloc_assets.sim.models.world import WorldModel, cast
+from alloc_assets.sim.models.world_calibration import regime_weighted_variances
 
 BOOKS: tuple[str, str] = ("baseline", "allocator")
 
@@ -275,7 +248,7 @@ class _StrategySpec:
     horizon: int
     block_size: int
     dtype: str
-    allocator: alloc.AllocatorConfig
+    allocator: alloc_state.AllocatorConfig
     strategy: strat.StrategyConfig
     fresh: bool
     record: bool
@@ -288,7 +261,7 @@ class _StrategySpec:
 @dataclass(frozen=True)
 class _StrategyInputs:
     model: object
-    start: alloc.AllocatorState
+    start: alloc_state.AllocatorState
     rebalance: jax.Array
     refresh: jax.Array
     row0: jax.Array
@@ -298,7 +271,7 @@ class _StrategyInputs:
     scalars: alloc.ScalarValues
 
 
-def _targets(spec: _StrategySpec, model, astate: alloc.AllocatorState, applied):
+def _targets(spec: _StrategySpec, model, astate: alloc_state.AllocatorState, applied):
     kind = spec.strategy.kind
     b = spec.block_size
     regime_var = regime_weighted_variances(model, astate.probs) if kind is strat.BaselineKind.INVERSE_VOL_REGIME else None
@@ -312,7 +285,7 @@ def _strategy_block(spec: _StrategySpec, inp: _StrategyInputs, block_key):
     warm_days = cfg.features.warm_days
     model = inp.model
     mstate = model.init(jax.random.fold_in(block_key, 0), b, dt)
-    astate = alloc.broadcast_state(inp.start, b, dt)
+    astate = alloc_state.broadcast_state(inp.start, b, dt)
     books = strat.init_books(spec.n_assets, b, dt)
 
     if spec.fresh:  # day 0 is the first day of the history: its regime step has not run yet
@@ -381,8 +354,8 @@ def run_strategies(
     n_paths: int,
     calendar: SimCalendar,
     key,
-    start: alloc.AllocatorStart | None = None,
-    allocator: alloc.AllocatorConfig = alloc.AllocatorConfig(),
+    start: alloc_state.AllocatorStart | None = None,
+    allocator: alloc_state.AllocatorConfig = alloc_state.AllocatorConfig(),
     strategy: strat.StrategyConfig = strat.StrategyConfig(),
     cash_rate_annual: float = 0.0,
     risk_free_annual: float | None = None,
@@ -410,15 +383,15 @@ def run_strategies(
     if strategy.kind is strat.BaselineKind.INVERSE_VOL_REGIME and not isinstance(model, WorldModel):
         raise ValueError("the inverse_vol_regime baseline needs a WorldModel (its regime covariances)")
     n_assets = model.n_assets
-    if allocator.scalars.vol_target is not None and "vol_21d" not in alloc.feature_columns(allocator.features):
+    if allocator.scalars.vol_target is not None and "vol_21d" not in alloc_state.feature_columns(allocator.features):
         raise ValueError("ScalarConfig.vol_target needs a vol_21d feature (FeatureConfig.vol_half_lives must contain 21)")
     if start is None:
-        start = alloc.fresh_state(np.ones(n_assets), allocator)
+        start = alloc_state.fresh_state(np.ones(n_assets), allocator)
     rf = cash_rate_annual if risk_free_annual is None else risk_free_annual
     # longest stretch of days whose scores wait in the buffer before a refresh merges them
     cuts = np.concatenate([[0], np.flatnonzero(calendar.refresh), [calendar.horizon + 1]])
     score_buffer = int(np.diff(cuts).max())
-    start_state = alloc.with_score_buffer(start.state, score_buffer)
+    start_state = alloc_state.with_score_buffer(start.state, score_buffer)
     with _x64(settings):
         # Only the structure is static (the key of the compiled kernel): the cost and the numbers of
         # the scalar map travel as traced inputs, so changing them never recompiles.

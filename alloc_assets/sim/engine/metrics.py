@@ -1,23 +1,13 @@
 """Per-path performance and risk measures in JAX (pure; the conventions of ``alloc_assets.core.report.metrics``).
 
-Every function takes daily simple returns ``returns`` of shape ``(T, ...)`` (axis 0 is time, any
-batch axes after it, paths last) and returns one value per series, shape ``(...)``. Conventions are
-those of the report (empyrical): 252 periods a year; sample standard deviation (``ddof=1``); CAGR
-``growth ** (252 / T) - 1``; Sharpe on the arithmetic mean of ``r - risk_free`` (a daily rate);
-drawdowns anchored at wealth 1 before the first return (negative fractions); VaR the 5th percentile
-with linear interpolation (``np.percentile``); CVaR the mean of the worst ``floor((T - 1) 0.05) + 1``
-returns. The tests check each against the NumPy function of ``alloc_assets.core.report.metrics`` on the
-same paths. Two measures have no report counterpart and are defined here:
-
-* ``recovery_days``: trading days from the trough of the maximum drawdown until wealth first gets
-  back to the peak that preceded it; 0 without a drawdown; NaN if it has not recovered by the end.
-* ``vol_cluster_share``: share of the days ``t >= w - 1`` whose trailing ``w``-day (21) sample
-  volatility exceeds ``multiple`` (1.5) times the series' whole-horizon volatility.
-
-Implementation: cumulative quantities (wealth, running peak, drawdown, trough and recovery,
-Welford mean and variance, trailing-window sums) are one ``lax.scan`` over time. On XLA CPU a scan
-is several times faster than ``cumprod``/``cummax`` or a reduction over the leading (time) axis.
-The order statistics for VaR and CVaR come from ``lax.top_k`` on the time axis moved last.
+Every function takes daily simple returns ``returns`` of shape ``(T, ...)`` (axis 0 is time, paths
+last) and returns one value per series, shape ``(...)``: 252 periods a year, ``ddof=1``, drawdowns
+anchored at wealth 1 before the first return (negative fractions), VaR the 5th percentile (linear
+interpolation), CVaR the mean of the worst ``floor((T - 1) 0.05) + 1`` returns. The tests check
+each against the NumPy function of the report. ``recovery_days`` and ``vol_cluster_share`` have no
+report counterpart (definitions in docs/notes/simulation.md, "Per-path metrics"). Cumulative
+quantities are one ``lax.scan`` over time (on XLA CPU several times faster than ``cumprod`` or a
+reduction over the leading axis); VaR and CVaR use ``lax.top_k``.
 """
 
 from __future__ import annotations
@@ -133,6 +123,20 @@ def _sharpe(s, risk_free, periods_per_year=PERIODS_PER_YEAR):
 def max_drawdown(returns):
     """Most negative drawdown (0 when wealth never falls below a previous peak)."""
     return _stream(returns)["mdd"]
+
+
+def drawdown_series(returns):
+    """Drawdown after each return (T, ...), a fraction ``<= 0`` of the running peak, the peak
+    starting at wealth 1 before the first return (the recursion of :func:`max_drawdown`)."""
+    dt = returns.dtype
+    batch = returns.shape[1:]
+
+    def body(c, r):
+        wealth = c[0] * (1.0 + r)
+        peak = jnp.maximum(c[1], wealth)
+        return (wealth, peak), wealth / peak - 1.0
+
+    return lax.scan(body, (jnp.ones(batch, dt), jnp.ones(batch, dt)), returns)[1]
 
 
 def recovery_days(returns):

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from alloc_assets.core.market.calendar import RebalanceFrequency, rebalance_mask
 from alloc_assets.core.allocator.regime_config import Cadence, refresh_mask
@@ -58,22 +57,3 @@ def calendar_from_dates(
     """The pipeline's calendar rules on dates 0..H (``rebalance_mask``, ``refresh_mask``)."""
     d = np.asarray(dates).astype("datetime64[D]")
     return SimCalendar(rebalance=rebalance_mask(d, frequency), refresh=refresh_mask(d, refresh), dates=d)
-
-
-def future_calendar(
-    start, horizon: int, frequency: RebalanceFrequency | str = RebalanceFrequency.MONTHLY, refresh: Cadence | str = Cadence.QUARTERLY
-) -> SimCalendar:
-    """Day 0 = ``start``, then the next ``horizon`` weekdays (holidays ignored), with the pipeline's rules."""
-    start = pd.Timestamp(start).normalize()
-    days = pd.bdate_range(start + pd.Timedelta(days=1), periods=horizon)
-    dates = np.concatenate([[start.to_datetime64()], days.to_numpy()]).astype("datetime64[D]")
-    freq = RebalanceFrequency(frequency)
-    if freq is RebalanceFrequency.DAILY:
-        reb = np.ones(horizon + 1, dtype=bool)
-    else:
-        nxt = pd.bdate_range(days[-1] + pd.Timedelta(days=1), periods=1)
-        ext = pd.DatetimeIndex(dates).append(nxt)
-        period = ext.year * 12 + ext.month if freq is RebalanceFrequency.MONTHLY else ext.isocalendar().year.to_numpy() * 100 + ext.isocalendar().week.to_numpy()
-        period = np.asarray(period)
-        reb = period[:-1] != period[1:]
-    return SimCalendar(rebalance=reb, refresh=refresh_mask(dates, refresh), dates=dates)

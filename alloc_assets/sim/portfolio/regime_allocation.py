@@ -1,29 +1,12 @@
 """Regime-aware allocation from the world model's regime-conditional moments (pure NumPy/SciPy).
 
-Given the calibrated ``WorldModel`` (daily log-return means ``mu_k`` and covariances ``Sigma_k`` of
-the regimes NORMAL, ELEVATED, STRESS, CRISIS) and today's regime probabilities ``p``:
-
-* **per-regime covariance**: ``252 Sigma_k`` (annualised; means ``252 mu_k``);
-* **per-regime optimum**: the long-only (bounded) **minimum-variance** portfolio of ``Sigma_k``.
-  Minimum variance rather than mean-variance because the regime-conditional means are estimated
-  from few days in STRESS and CRISIS (a few hundred) and their standard errors are of the order of
-  the means themselves; mean-variance weights amplify those errors (Michaud's error maximisation),
-  while covariances are estimated far more precisely. Solved by SciPy's SLSQP, then polished by
-  the exact KKT solve on the active set SLSQP found (accepted when it stays inside the bounds);
-* **regime-probability-weighted covariance** ``Sigma_t``: the exact covariance of the one-day
-  mixture ``sum_k p_k N(mu_k, Sigma_k)``::
-
-      Sigma_t = sum_k p_k Sigma_k + sum_k p_k (mu_k - mu_bar)(mu_k - mu_bar)',  mu_bar = sum_k p_k mu_k
-
-  computed on the daily moments, then times 252. The between-regime (mean) term **is included**;
-  ``within`` (``sum_k p_k Sigma_k``, what ``models.regime_weighted_covariance`` returns) is kept
-  beside it and the size of the between term is reported (small for daily means);
-* **blended weights** from today's probabilities, both: ``blend = sum_k p_k w*_k`` (the
-  probability-weighted average of the regime optima) and ``mixture`` = the minimum-variance
-  portfolio of ``Sigma_t``;
-* **early-warning hedge ratio**: ``h = min(1, 1.5 stress)`` with ``stress = p_STRESS + p_CRISIS``
-  (today's probability of being in one of the two stressed regimes); the hedged book keeps
-  ``(1 - h)`` of the mixture weights invested, the rest hedged (cash or an index short).
+Given the calibrated ``WorldModel`` and today's regime probabilities ``p``: the annualised
+per-regime covariances ``252 Sigma_k`` and their long-only minimum-variance optima (SLSQP polished
+by an exact KKT solve; minimum variance because the regime means of STRESS and CRISIS are too
+noisy for mean-variance), the exact mixture covariance ``Sigma_t`` (within-regime plus the
+between-regime mean term), the blended weights (``sum_k p_k w*_k`` and the optimum of ``Sigma_t``)
+and the early-warning hedge ratio ``h = min(1, 1.5 (p_STRESS + p_CRISIS))``. Formulas and reasons
+in docs/notes/simulation.md ("Regime-aware allocation").
 """
 
 from __future__ import annotations

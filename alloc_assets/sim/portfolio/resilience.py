@@ -1,97 +1,21 @@
 """Resilience optimiser: fixed weights that trade expected return against drawdown risk, recovery
-time and volatility-cluster exposure over simulated paths of the world model (pure JAX; no Dagster).
+time and volatility-cluster exposure over simulated paths of the world model (pure JAX).
 
-Portfolio
----------
-Fixed weights ``w`` (N,), **rebalanced daily** back to ``w``: the portfolio's simple return on day t
-of path p is ``r_tp = sum_i w_i R_itp`` with ``R = expm1(log returns)`` of the simulated stocks.
-(Daily rebalancing makes the portfolio return linear in ``w``, as in the mean-variance and risk
-parity benchmarks, which are fitted on the same daily returns.)
-
-Objective (per path, then the mean over paths)
-----------------------------------------------
-::
-
-    J(w) = E[ CAGR ] - lambda_drawdown P(DD > x) - lambda_recovery E[recovery] / 252
-                     - lambda_cluster E[cluster share]
-
-with the conventions of :mod:`alloc_assets.sim.engine.metrics` (the tests check each exact component
-against that module on the same paths):
-
-* ``CAGR = W_H ** (252 / H) - 1`` (``W_H`` the wealth after H days, wealth 1 on day 0);
-* ``DD``: the maximum drawdown as a positive fraction (``-max_drawdown``), drawdowns anchored at
-  wealth 1 before the first return; ``x`` = ``drawdown_threshold`` (0.20, as the stress dashboard's
-  ``p_drawdown_20``);
-* recovery time: trading days from the trough of the maximum drawdown until wealth first regains
-  the peak that preceded it (``recovery_days``), 0 without a drawdown. A path that has not
-  recovered by the end is **censored**: it counts ``H - trough`` days (as if it recovered the day
-  after the horizon: a lower bound), where ``metrics.recovery_days`` gives NaN. It enters in years
-  (/252) so every term is in units of annual return;
-* cluster share: share of the days ``t >= w - 1`` whose trailing 21-day sample variance exceeds
-  ``multiple ** 2`` (1.5 ** 2) times the path's whole-horizon sample variance (``vol_cluster_share``).
-
-Smooth surrogate (what the gradient sees)
------------------------------------------
-The step functions become sigmoids, and the two running maxima of the drawdown recursion (the
-peak of the log wealth and the maximum log drawdown) become smooth maxima
-``temp_max log(exp(a / temp_max) + exp(b / temp_max))`` (``temp_max`` = 5e-4 in log wealth). With
-exact maxima the surrogate has kinks where two drawdowns tie, and the recovery gates downstream of
-a kink are steep: central differences at 1e-6 then disagree with ``jax.grad`` by up to 1e-2 on the
-recovery term (measured);
-the smooth surrogate is C-infinity, so the gradient check holds at any step and the optimiser sees
-no corners.
-
-* ``1[DD > x]`` -> ``sigmoid((DD - x) / temp_drawdown)``;
-* ``1[var_21 > m^2 var]`` -> ``sigmoid((log var_21 - log(m^2 var)) / temp_cluster)`` (scale free);
-* recovery time: the exact value is the end state of a recursion over days with two step gates on
-  the log wealth ``L_t`` and its running peak ``M_t`` (log drawdown ``d_t = M_t - L_t``):
-  ``back_t = 1[L_t >= M_{t-1}]`` (a new peak) and ``deeper_t = 1[d_t > max_{s<t} d_s]`` (a new
-  maximum drawdown: its trough restarts the clock)::
-
-      pending_t = deeper_t + (1 - deeper_t) pending_{t-1} (1 - back_t)
-      count_t   = (1 - deeper_t) (count_{t-1} + pending_{t-1})
-      recovery  = count_H + pending_H
-
-  The surrogate uses the same recursion with ``back_t = sigmoid((L_t - M_{t-1}) / temp_recovery)``
-  and ``deeper_t = sigmoid((d_t - max_{s<t} d_s) / temp_recovery) (1 - back_t)``; as the
-  temperatures go to 0 it tends to the exact value (tested).
-
-Default lambdas (fixed by a rule, before any comparison)
---------------------------------------------------------
-Every penalty is in units of annual return and costs 10 % of annual return at its natural unit:
-a certain drawdown beyond ``x`` (P = 1), one year of recovery time, and a horizon spent entirely in
-volatility clusters (share = 1) each cost 0.10. So ``lambda_drawdown = lambda_recovery =
-lambda_cluster = 0.10``; they are never tuned on the held-out paths.
-
-Optimiser
----------
-Adam ascent on the surrogate (``jax.value_and_grad``). The gradient is first projected onto the
-tangent cone of the feasible set (:func:`tangent_direction`: its component along ``(1, ..., 1)``
-removed, and coordinates on a bound that the gradient pushes outward frozen): Adam's per-coordinate
-scaling would otherwise turn those components into equal steps that the projection undoes, and the
-search stalls on a face (measured). Each step is followed by the exact Euclidean
-projection onto ``{lo <= w <= hi, sum w = 1}`` (:func:`project_bounded_simplex`: bisection on the
-shift, then an exact solve on the free set); cosine-decayed learning rate; the best iterate (by the
-surrogate on the training paths) is returned. One ``lax.scan`` compiled once: the returns, lambdas,
-threshold, temperatures, bounds and learning rate are traced, so changing them never recompiles
-(the iteration count and window are static).
-
-Comparison
-----------
-:func:`run_resilience` simulates training paths and held-out paths (independent keys), optimises on
-the training paths, fits the benchmarks with skfolio on the training paths' daily returns (all
-paths stacked): mean-variance (``MeanRisk``, maximum Sharpe ratio on variance), minimum variance
-(``MeanRisk``, minimum variance), risk parity (``RiskBudgeting`` on variance, equal budgets) and
-equal weights, all with the same bounds, and evaluates every method with the **exact** objective on
-the held-out paths, with the paired standard error of each difference to ``w*``.
+Fixed weights ``w``, rebalanced daily, maximise (mean over paths, units of annual return)
+``J(w) = E[CAGR] - lambda_drawdown P(DD > x) - lambda_recovery E[recovery] / 252
+- lambda_cluster E[cluster share]`` with the conventions of :mod:`alloc_assets.sim.engine.metrics`
+(recovery censored at the horizon). The gradient sees a smooth surrogate (sigmoids for the step
+functions, smooth maxima in the drawdown recursion); projected Adam on ``{lo <= w <= hi, sum w = 1}``
+in one compiled ``lax.scan``. ``resilience_comparison.run_resilience`` compares ``w*`` on held-out paths with
+skfolio's mean-variance, minimum variance, risk parity and equal weights on the exact objective.
+The default lambdas (0.10 each), the surrogate's recursion and the reasons are in
+docs/notes/simulation.md ("Resilience optimiser").
 """
 
 from __future__ import annotations
 
 import functools
-import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import jax
 import jax.numpy as jnp
@@ -101,7 +25,6 @@ from jax import lax
 from alloc_assets.sim.engine.metrics import CLUSTER_MULTIPLE, CLUSTER_WINDOW, PERIODS_PER_YEAR
 
 COMPONENTS: tuple[str, ...] = ("annual_return", "p_drawdown", "recovery_days", "vol_cluster_share", "objective")
-METHODS: tuple[str, ...] = ("resilience", "mean_variance", "min_variance", "risk_parity", "equal_weight")
 
 
 @jax.tree_util.register_dataclass
@@ -373,128 +296,3 @@ def optimise(returns, objective: ResilienceObjective = ResilienceObjective(), lo
                                  iterations=int(settings.iterations), window=int(window))
     return OptimiserResult(np.asarray(w, dtype=np.float64), float(f), np.asarray(hist, dtype=np.float64),
                            np.asarray(w0p, dtype=np.float64))
-
-
-# --------------------------------------------------------------------------------------------------
-# benchmarks (skfolio) and the held-out comparison
-
-
-def benchmark_weights(daily_returns: np.ndarray, lo, hi) -> dict[str, np.ndarray]:
-    """The benchmark portfolios fitted by skfolio on daily simple returns ``(T, N)`` (rows = days
-    of all training paths stacked), with the same bounds as ``w*``.
-
-    ``mean_variance``: ``MeanRisk`` maximising the Sharpe ratio (variance, risk-free 0);
-    ``min_variance``: ``MeanRisk`` minimising the variance; ``risk_parity``: ``RiskBudgeting`` on
-    variance with equal budgets; ``equal_weight``: 1/N projected onto the bounds.
-    """
-    from skfolio import RiskMeasure
-    from skfolio.optimization import MeanRisk, ObjectiveFunction, RiskBudgeting
-
-    x = np.asarray(daily_returns, dtype=np.float64)
-    n = x.shape[1]
-    lo, hi = check_bounds(n, lo, hi)
-    kw = dict(min_weights=lo, max_weights=hi)
-    models = {
-        "mean_variance": MeanRisk(objective_function=ObjectiveFunction.MAXIMIZE_RATIO, risk_measure=RiskMeasure.VARIANCE, **kw),
-        "min_variance": MeanRisk(objective_function=ObjectiveFunction.MINIMIZE_RISK, risk_measure=RiskMeasure.VARIANCE, **kw),
-        "risk_parity": RiskBudgeting(risk_measure=RiskMeasure.VARIANCE, **kw),
-    }
-    fitted = {name: np.asarray(model.fit(x).weights_, dtype=np.float64) for name, model in models.items()}
-    fitted["equal_weight"] = np.full(n, 1.0 / n)
-    with jax.enable_x64(True):  # the solver's weights may leave the bounds by ~1e-10: project (in float64)
-        return {name: np.asarray(project_bounded_simplex(jnp.asarray(w), jnp.asarray(lo), jnp.asarray(hi)))
-                for name, w in fitted.items()}
-
-
-def summarise(per_path: dict) -> dict:
-    """Means over paths of the exact components; ``p_drawdown`` is P(DD > x); the objective's
-    standard error."""
-    out = {k: float(np.mean(per_path[k])) for k in COMPONENTS}
-    out["objective_se"] = float(np.std(per_path["objective"], ddof=1) / math.sqrt(per_path["objective"].size))
-    out["max_drawdown_mean"] = float(np.mean(per_path["max_drawdown"]))
-    return out
-
-
-@dataclass(frozen=True)
-class ResilienceResult:
-    """Weights per method (N,), exact components on the training and the held-out paths per method,
-    and for every benchmark the paired difference ``J(w*) - J(method)`` on the held-out paths
-    (``diff``, its standard error ``se`` over paths)."""
-
-    weights: dict[str, np.ndarray]
-    heldout: dict[str, dict]
-    train: dict[str, dict]
-    paired: dict[str, dict]
-    optimiser: OptimiserResult
-    settings: dict
-    timings_s: dict = field(default_factory=dict)
-
-    def table(self) -> dict[str, np.ndarray]:
-        """The per-method comparison as columns (one row per method): exact components and objective on
-        the held-out and the training paths, and the held-out paired gain of ``w*`` over the method."""
-        rows = {"method": np.array(METHODS)}
-        for split, res in (("heldout", self.heldout), ("train", self.train)):
-            for k in (*COMPONENTS, "objective_se"):
-                rows[f"{split}_{k}"] = np.array([res[m][k] for m in METHODS])
-        rows["heldout_gain_of_resilience"] = np.array([self.paired[m]["diff"] for m in METHODS])
-        rows["heldout_gain_se"] = np.array([self.paired[m]["se"] for m in METHODS])
-        return rows
-
-    def note(self) -> str:
-        """One line per benchmark: by how much ``w*`` wins or loses on the held-out paths."""
-        lines = []
-        for m in METHODS[1:]:
-            d, se = self.paired[m]["diff"], self.paired[m]["se"]
-            verdict = "beats" if d > 0 else "does not beat"
-            lines.append(f"w* {verdict} {m} on the held-out exact objective by {d:+.4f} (paired s.e. {se:.4f}, "
-                         f"{self.heldout['resilience']['objective']:.4f} vs {self.heldout[m]['objective']:.4f})")
-        return "\n".join(lines)
-
-
-def simple_paths(world_model, n_paths: int, horizon: int, key, dtype: str = "float32") -> np.ndarray:
-    """Simulated daily simple returns ``(H, N, P)`` of ``world_model`` (``expm1`` of the engine's log returns)."""
-    from alloc_assets.sim.engine.kernel import SimSettings, simulate_log_returns
-
-    logr = simulate_log_returns(world_model, n_paths, horizon, key, SimSettings(dtype=dtype))
-    return np.expm1(np.asarray(logr))
-
-
-def run_resilience(world_model, n_paths: int = 2000, n_heldout_paths: int = 2000, horizon: int = 252, seed: int = 0,
-                   objective: ResilienceObjective = ResilienceObjective(), lo=0.0, hi=1.0,
-                   optimiser: OptimiserSettings = OptimiserSettings(), dtype: str = "float32") -> ResilienceResult:
-    """Simulate, optimise, fit the benchmarks and compare them on held-out paths.
-
-    Keys: training paths ``fold_in(key(seed), 0)``, held-out paths ``fold_in(key(seed), 1)``
-    (independent draws of the same world model).
-    """
-    lo, hi = check_bounds(world_model.n_assets, lo, hi)
-    timings = {}
-    t0 = time.perf_counter()
-    root = jax.random.key(int(seed))
-    train = simple_paths(world_model, n_paths, horizon, jax.random.fold_in(root, 0), dtype)
-    held = simple_paths(world_model, n_heldout_paths, horizon, jax.random.fold_in(root, 1), dtype)
-    timings["simulate_s"] = time.perf_counter() - t0
-    n = train.shape[1]
-    with jax.enable_x64(dtype == "float64"):
-        t0 = time.perf_counter()
-        opt = optimise(train, objective, lo, hi, settings=optimiser)
-        timings["optimise_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        weights = {"resilience": opt.weights, **benchmark_weights(np.moveaxis(train, 2, 1).reshape(-1, n), lo, hi)}
-        timings["benchmarks_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        held_paths = {m: evaluate(weights[m], held, objective) for m in METHODS}
-        train_paths = {m: evaluate(weights[m], train, objective) for m in METHODS}
-        timings["evaluate_s"] = time.perf_counter() - t0
-    heldout = {m: summarise(v) for m, v in held_paths.items()}
-    train_sum = {m: summarise(v) for m, v in train_paths.items()}
-    paired = {}
-    for m in METHODS:
-        d = held_paths["resilience"]["objective"] - held_paths[m]["objective"]
-        paired[m] = {"diff": float(d.mean()), "se": float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else float("nan")}
-    settings = {"n_paths": n_paths, "n_heldout_paths": n_heldout_paths, "horizon_days": horizon, "seed": seed,
-                "train_key": f"fold_in(key({seed}), 0)", "heldout_key": f"fold_in(key({seed}), 1)", "dtype": dtype,
-                "rebalancing": "daily, back to the fixed weights", "min_weight": lo.tolist(), "max_weight": hi.tolist(),
-                "objective": objective.as_dict(), "optimiser": asdict(optimiser), "cluster_window": CLUSTER_WINDOW,
-                "recovery_censoring": "unrecovered paths count horizon - trough days"}
-    return ResilienceResult(weights, heldout, train_sum, paired, opt, settings, {k: round(v, 3) for k, v in timings.items()})

@@ -1,7 +1,7 @@
-"""The strategy kernel in NumPy: the same computation as ``engine.run_strategies`` for a
-``WorldModel``, vectorised over paths with a Python loop over days.
+"""The strategy kernel in NumPy, a test and benchmark reference: the same computation as
+``sim.engine.kernel.run_strategies`` for a ``WorldModel``, vectorised over paths with a Python loop over days.
 
-It runs the very same allocator and book code (``allocator.allocator_day``, ``strategies``) with
+It runs the very same allocator and book code (``sim.engine.allocator.allocator_day``, ``sim.engine.books``) with
 the NumPy backend, the regime-switching step written with NumPy, and the report's NumPy metrics
 (``alloc_assets.core.report.metrics``) plus NumPy versions of the two simulation-only measures. Its random
 numbers come from ``numpy.random.Generator`` (not JAX's), so paths differ from the JAX engine's;
@@ -18,6 +18,8 @@ import numpy as np
 from alloc_assets.core.report import metrics as core_metrics
 from alloc_assets.core.report.metrics import daily_rate
 from alloc_assets.sim.engine import allocator as alloc
+from alloc_assets.sim.engine import allocator_state as alloc_state
+from alloc_assets.sim.engine.backend import NUMPY
 from alloc_assets.sim.engine import books as strat
 from alloc_assets.sim.models.calendar import SimCalendar
 from alloc_assets.sim.engine.kernel import BOOKS
@@ -99,8 +101,8 @@ def run_strategies_numpy(
     n_paths: int,
     calendar: SimCalendar,
     seed: int,
-    start: alloc.AllocatorStart | None = None,
-    allocator: alloc.AllocatorConfig = alloc.AllocatorConfig(),
+    start: alloc_state.AllocatorStart | None = None,
+    allocator: alloc_state.AllocatorConfig = alloc_state.AllocatorConfig(),
     strategy: strat.StrategyConfig = strat.StrategyConfig(),
     cash_rate_annual: float = 0.0,
     dtype=np.float32,
@@ -108,14 +110,14 @@ def run_strategies_numpy(
     """Per-path metrics ``{"baseline" | "allocator": {metric: (n_paths,)}}`` (see the module docstring)."""
     if strategy.kind is strat.BaselineKind.INVERSE_VOL_REGIME:
         raise ValueError("the NumPy kernel implements equal_weight and inverse_vol")
-    be = alloc.NUMPY
+    be = NUMPY
     rng = np.random.default_rng(seed)
     n_assets = world.n_assets
     if start is None:
-        start = alloc.fresh_state(np.ones(n_assets), allocator)
+        start = alloc_state.fresh_state(np.ones(n_assets), allocator)
     cuts = np.concatenate([[0], np.flatnonzero(calendar.refresh), [calendar.horizon + 1]])
-    state = alloc.with_score_buffer(start.state, int(np.diff(cuts).max()))
-    state = alloc.broadcast_state(state, n_paths, dtype, xp=np)
+    state = alloc_state.with_score_buffer(start.state, int(np.diff(cuts).max()))
+    state = alloc_state.broadcast_state(state, n_paths, dtype, xp=np)
     cash = dtype(daily_rate(cash_rate_annual))
     warm_days = allocator.features.warm_days
     p0 = np.cumsum(np.asarray(world.p0, dtype=dtype))
