@@ -103,7 +103,8 @@ def _run(progress: Progress, log: Path) -> int:
 
     from alloc_assets.core.report.rendering import comparison_table, episodes_table, headline_line, today_line
     from alloc_assets.definitions import defs
-    from alloc_assets.defs.sim.assets import SCENARIOS, scenario_models, stress_tests
+    from alloc_assets.defs.sim.assets import scenario_models, stress_tests
+    from alloc_assets.sim.scenarios.catalogue import SCENARIO_NAMES
     from resources.backtest import BacktestSettings
     from resources.simulation import SimulationSettings
     from alloc_assets.defs.market.partitions import partition_key_for, range_tags
@@ -136,12 +137,12 @@ def _run(progress: Progress, log: Path) -> int:
                   + (f"; {len(warned)} warning check(s): " + ", ".join(
                       f"{e.asset_key.to_user_string()}.{e.check_name}" for e in warned) if warned else ""))
 
-    started = progress.phase(f"stress tests: world model, then {len(SCENARIOS)} scenarios")
+    started = progress.phase(f"stress tests: world model, then {len(SCENARIO_NAMES)} scenarios")
     sim_paths = int(os.environ.get("ALLOC_DEMO_PATHS", "2000"))
     resources = {"warehouse": DuckDBWarehouse(), "simulation": SimulationSettings(n_paths=sim_paths)}
     sim_runs = [dg.materialize([scenario_models], instance=instance, resources=resources, run_config=QUIET,
                                raise_on_error=False)]
-    for name in SCENARIOS:
+    for name in SCENARIO_NAMES:
         if not sim_runs[-1].success:
             break
         t = time.perf_counter()

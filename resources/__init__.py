@@ -1,4 +1,4 @@
-"""Dagster resources of regime-allocator: the DuckDB warehouse and the market data source."""
+"""Every Dagster resource and settings class of regime-allocator (the instances are in ``alloc_assets/defs/resources.py``)."""
 
 from resources.market_source import MarketDataError, MarketDataSource
 from resources.settings import alloc_home, default_warehouse_path

@@ -1,4 +1,4 @@
-"""Dagster definitions by layer (market, allocator, backtest/report, sim, automation)."""
+"""The Dagster layer, one folder per domain: assets, checks, jobs, schedules, sensors, partitions."""
 
 import warnings
 

@@ -16,11 +16,12 @@ PACKAGES = ("alloc_assets", "resources")
 
 
 def asset_table() -> str:
-    """One row per asset of the loaded definitions: group, partitions, upstream assets, module."""
+    """One row per asset of the loaded definitions: group, partitions, concurrency pool, upstream
+    assets, module."""
     from alloc_assets.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    rows = ["| asset | group | partitioned by | upstream | defined in |", "|---|---|---|---|---|"]
+    rows = ["| asset | group | partitioned by | pool | upstream | defined in |", "|---|---|---|---|---|---|"]
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
         node = graph.get(key)
         assets_def = node.assets_def
@@ -30,7 +31,8 @@ def asset_table() -> str:
         parted = "-" if parts is None else type(parts).__name__.replace("PartitionsDefinition", "").lower() or "yes"
         upstream = ", ".join(f"`{p.to_user_string()}`" for p in sorted(node.parent_keys, key=lambda k: k.to_user_string()))
         path = module.replace(".", "/") + ".py"
-        rows.append(f"| `{key.to_user_string()}` | {node.group_name} | {parted} | {upstream or '-'} | `{path}` |")
+        pool = getattr(assets_def.node_def, "pool", None) or "-"
+        rows.append(f"| `{key.to_user_string()}` | {node.group_name} | {parted} | {pool} | {upstream or '-'} | `{path}` |")
     return "\n".join(rows)
 
 
@@ -44,16 +46,20 @@ def _graph_module(assets_def) -> str:
 
 
 def package_map() -> str:
-    """Every package of the project with its modules, one line each."""
+    """Every package of the project: its path and the first line of its docstring, then its modules."""
+    import ast
+
     lines = []
     for top in PACKAGES:
         for init in sorted((REPO / top).rglob("__init__.py")):
             folder = init.parent
             if "__pycache__" in folder.parts:
                 continue
+            doc = (ast.get_docstring(ast.parse(init.read_text())) or "").split("\n")[0]
             modules = sorted(p.stem for p in folder.glob("*.py") if p.name != "__init__.py")
-            rel = folder.relative_to(REPO).as_posix() + "/"
-            lines.append(f"{rel:<34} {', '.join(modules) if modules else '(package only)'}")
+            lines.append(f"{folder.relative_to(REPO).as_posix() + '/':<31} {doc}")
+            if modules:
+                lines.append(f"{'':<31}   {', '.join(modules)}")
     return "\n".join(lines)
 
 

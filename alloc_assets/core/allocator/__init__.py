@@ -1,0 +1,1 @@
+"""The allocator's math: latent state, regimes (stress score, HMM, jump model), risk scalars, calibration."""

@@ -1,0 +1,1 @@
+"""Portfolio construction: strategy profiles, risk parity, limits, transitions, and the backtest engine."""

@@ -1,0 +1,1 @@
+"""Dagster: the allocator layers and the regime calibration."""

@@ -1,0 +1,1 @@
+"""Dagster: jobs, the daily schedule and the sensors (landing files, catch-up, run watchdog)."""

@@ -1,0 +1,1 @@
+"""Dagster: ``market_prices`` and its yearly partitions."""

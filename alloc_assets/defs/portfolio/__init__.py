@@ -1,0 +1,1 @@
+"""Dagster: the strategy's weights and the twin backtests."""

@@ -1,0 +1,1 @@
+"""Dagster: the controls, the comparison report and its figures."""

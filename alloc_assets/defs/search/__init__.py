@@ -1,0 +1,1 @@
+"""Dagster: the strategy search and its fan-out jobs."""

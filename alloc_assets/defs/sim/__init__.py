@@ -1,0 +1,1 @@
+"""Dagster: the world model, the stress tests, the resilience optimiser and the regime-aware allocation."""

@@ -1,0 +1,1 @@
+"""The world model (regime switching, GBM, Heston), its calibration and file, simulated calendars."""

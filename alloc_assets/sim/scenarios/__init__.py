@@ -1,0 +1,1 @@
+"""Named scenarios and stress shocks, their runs, the dashboard, tables and figures."""

@@ -1,0 +1,1 @@
+"""The strategy search across simulated two-asset markets, and its figures and tables."""
