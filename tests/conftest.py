@@ -30,6 +30,14 @@ def _isolated_session_home(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def panel():
+    """The bundled data set as a ``PricePanel`` (20 stocks, the S&P 500 as benchmark, sectors)."""
+    from alloc_assets.core.market.panel import load_bundled_panel
+
+    return load_bundled_panel()
+
+
+@pytest.fixture(scope="module")
 def bundled_world():
     """The world model calibrated on the bundled history (the pipeline's regime labels), started
     from today's regime probabilities: the stress scenarios' input in the sim tests."""

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from alloc_assets.core.market.calendar import next_session, rebalance_mask, sessions_between, trading_sessions
+from alloc_assets.core.market.calendar import next_session, rebalance_mask, sessions_between
 from alloc_assets.store.readers import WarehouseDataError, history_span
+from resources.settings import sessions
 from resources.warehouse import Change, Watermark
 
 
 def previous_session(day: dt.date) -> dt.date | None:
     """The trading session before ``day`` (None: ``day`` is on or before the first session)."""
-    s = trading_sessions()
+    s = sessions()
     pos = s.searchsorted(np.datetime64(day, "D"), side="left")
     return s[pos - 1].date() if pos > 0 else None
 
@@ -172,14 +173,3 @@ def previous_value(warehouse, table: str, column: str, start: dt.date) -> float 
     rows = warehouse.query(f"SELECT {column} FROM {table} WHERE date < ? ORDER BY date DESC LIMIT 1", [start])
     return float(rows[column][0]) if rows.height else None
 
-
-def first_change(warehouse, table: str, frame: pl.DataFrame, column: str) -> dt.date | None:
-    """The first date on which ``frame`` differs from the stored ``table`` in ``column`` (a date
-    only one side has counts as a change; None: identical)."""
-    if not warehouse.table_exists(table):
-        return frame["date"].min() if frame.height else None
-    old = warehouse.query(f"SELECT date, {column} FROM {table}")
-    both = frame.select("date", column).join(old, on="date", how="full", coalesce=True, suffix="_old")
-    diff = both.filter(pl.col(column).is_null() | pl.col(f"{column}_old").is_null()
-                       | (pl.col(column) != pl.col(f"{column}_old")))
-    return diff["date"].min() if diff.height else None

@@ -5,28 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-import polars as pl
 
 from alloc_assets.core.market.frames import MarketData
 
 if TYPE_CHECKING:
     from resources.warehouse import DuckDBWarehouse
 
-
-def first_change(warehouse: DuckDBWarehouse, table: str, new: pl.DataFrame, keys: list[str],
-                 start: dt.date, end: dt.date, value: str = "close") -> dt.date | None:
-    """The earliest date in [start, end] whose stored rows differ from ``new`` (None: identical;
-    NaN equals NaN: a missing indicator value stays missing)."""
-    if not warehouse.table_exists(table):
-        return new["date"].min() if new.height else None
-    old = warehouse.query(f"SELECT {', '.join(keys)}, {value} FROM {table} WHERE date BETWEEN ? AND ?", [start, end])
-    if old.height == 0:
-        return new["date"].min() if new.height else None
-    both = new.select(*keys, value).join(old, on=keys, how="full", coalesce=True, suffix="_old")
-    a, b = pl.col(value), pl.col(f"{value}_old")
-    same = (a == b) | (a.is_nan() & b.is_nan())
-    diff = both.filter(a.is_null() | b.is_null() | ~same)
-    return diff["date"].min() if diff.height else None
 
 
 def benchmark_names(warehouse: DuckDBWarehouse, src: MarketData) -> list[str]:

@@ -12,6 +12,7 @@ import polars as pl
 from alloc_assets.core.allocator.feature_config import StateFrame
 from alloc_assets.core.market.calendar import last_contiguous_session
 from alloc_assets.core.market.panel import PricePanel
+from resources.settings import sessions
 
 
 class WarehouseDataError(Exception):
@@ -39,6 +40,7 @@ def history_span(warehouse) -> tuple[dt.date | None, dt.date | None]:
     days = warehouse.query("SELECT DISTINCT date FROM market_prices ORDER BY date")["date"].to_list()
     if not days:
         return None, None
+    sessions()  # the calendar from $ALLOC_HOME/cache: a new run process need not rebuild it
     return days[0], last_contiguous_session(days[0], days)
 
 

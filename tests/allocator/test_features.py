@@ -16,14 +16,9 @@ from alloc_assets.core.allocator.feature_config import (
     feature_specs,
 )
 from alloc_assets.core.allocator.features import encode
-from alloc_assets.core.market.panel import PricePanel, load_bundled_panel
+from alloc_assets.core.market.panel import PricePanel
 
 N_REF = 400  # rows checked against the reference loops
-
-
-@pytest.fixture(scope="module")
-def panel() -> PricePanel:
-    return load_bundled_panel()
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from scipy.stats import norm
 from alloc_assets.core.allocator.feature_config import StateFrame
 from alloc_assets.core.allocator.features import encode
 from alloc_assets.core.allocator.hmm import HMMParams, fit_hmm, forward_backward, forward_filter, log_emissions
-from alloc_assets.core.market.panel import PricePanel, load_bundled_panel
+from alloc_assets.core.market.panel import PricePanel
 from alloc_assets.core.regime import PROBABILITY_COLUMNS, Regime
 from alloc_assets.core.allocator.regime_config import (
     Cadence,
@@ -36,11 +36,6 @@ HMM = RegimeConfig(method=RegimeMethod.HMM)
 
 # --------------------------------------------------------------------------------------------------
 # fixtures: the full history is computed once per module
-
-
-@pytest.fixture(scope="module")
-def panel() -> PricePanel:
-    return load_bundled_panel()
 
 
 @pytest.fixture(scope="module")

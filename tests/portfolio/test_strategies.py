@@ -15,12 +15,7 @@ from tests.portfolio.reference_strategies import risk_contributions, spread_path
 from alloc_assets.core.portfolio.weights import profile_weights, raw_weights, weights_raw
 from alloc_assets.core.portfolio.backtest import run_backtest
 from alloc_assets.core.market.calendar import RebalanceFrequency, rebalance_indices
-from alloc_assets.core.market.panel import load_bundled_panel
 
-
-@pytest.fixture(scope="module")
-def panel():
-    return load_bundled_panel()
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from alloc_assets.store.changes import first_change
 from alloc_assets.store.layers import (
-    first_change,
     month_end_carries,
     plan_layer,
     previous_session,
@@ -138,10 +138,10 @@ def test_previous_value_and_first_change(wh):
     assert previous_value(wh, "lay", "x", JAN[2]) == 2.0
     assert previous_value(wh, "lay", "x", JAN[0]) is None
     same = pl.DataFrame({"date": JAN[:3], "x": [1.0, 2.0, 3.0]})
-    assert first_change(wh, "lay", same, "x") is None
-    assert first_change(wh, "lay", same.with_columns(pl.Series("x", [1.0, 2.5, 3.0])), "x") == JAN[1]
-    assert first_change(wh, "lay", same.head(2), "x") == JAN[2]  # a date only the table has
-    assert first_change(wh, "missing_table", same, "x") == JAN[0]
+    assert first_change(wh, "lay", same, ["date"], "x") is None
+    assert first_change(wh, "lay", same.with_columns(pl.Series("x", [1.0, 2.5, 3.0])), ["date"], "x") == JAN[1]
+    assert first_change(wh, "lay", same.head(2), ["date"], "x") == JAN[2]  # a date only the table has
+    assert first_change(wh, "missing_table", same, ["date"], "x") == JAN[0]
 
 
 def test_frame_helpers():

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
-import pandas as pd
 
 from alloc_assets.core.regime import PROBABILITY_COLUMNS, REGIMES, Regime
 

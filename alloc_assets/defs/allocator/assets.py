@@ -60,10 +60,10 @@ from alloc_assets.schemas import (
     pandera_outcome,
 )
 from alloc_assets.store.jump_fits import JUMP_FITS_TABLE, benchmark_jump_states, new_fit_rows
+from alloc_assets.store.changes import first_change
 from alloc_assets.store.layers import (
     LayerPlan,
     month_end_carries,
-    first_change,
     previous_value,
     require_complete,
     skip_layer,
@@ -374,7 +374,7 @@ def applied_scalars(context: dg.AssetExecutionContext, warehouse: DuckDBWarehous
         ]
         yield from raise_on_blocking(context, outcomes, asset="applied_scalars")
         # the whole table (a few hundred rows) is recomputed: cheap, and overrides may change any date
-        changed = first_change(warehouse, "applied_scalars", frame, "risk_scalar_applied")
+        changed = first_change(warehouse, "applied_scalars", frame, ["date"], "risk_scalar_applied")
         warehouse.replace_window({"applied_scalars": frame}, dt.date.min, dt.date.max,
                                  change=Change("applied_scalars", changed, end, context.run_id))
         counts = frame.group_by("source").len().to_dicts()

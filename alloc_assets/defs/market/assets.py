@@ -49,7 +49,8 @@ from alloc_assets.schemas import (
     indicator_checks,
     market_price_checks,
 )
-from alloc_assets.store.market import benchmark_names, first_change, previous_close, stored_universe
+from alloc_assets.store.changes import first_change
+from alloc_assets.store.market import benchmark_names, previous_close, stored_universe
 from resources.landing import LandingZone
 from resources.market_source import MarketDataSource
 from resources.run_config import MarketPricesConfig
@@ -180,11 +181,11 @@ def build_market_prices(partitions_def: dg.PartitionsDefinition = market_partiti
                     f"indicator(s) {stale_names} are stored but not in the source: their stored values stay and the "
                     "latent state carries the last one forward. To drop one: DELETE FROM market_indicators WHERE "
                     "name = '<name>' (the state then recomputes from day one on the next run).")
-            changed_from = first_change(warehouse, "market_prices", stored, ["date", "symbol"], start, end)
+            changed_from = first_change(warehouse, "market_prices", stored, ["date", "symbol"], "close", start, end)
             others = [("market_benchmark", ["date"], "close"), ("market_indicators", ["date", "name"], "value")]
             for table, keys, value in others:
                 if table in writes:
-                    d = first_change(warehouse, table, writes[table], keys, start, end, value)
+                    d = first_change(warehouse, table, writes[table], keys, value, start, end)
                     changed_from = min(x for x in (changed_from, d) if x is not None) if (changed_from or d) else None
             sectors = data.sectors
             whole = {"market_sectors": pl.DataFrame({"symbol": list(sectors), "sector": list(sectors.values())},

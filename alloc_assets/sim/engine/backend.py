@@ -56,7 +56,6 @@ class Backend:
         """For each column b and rank row k: ``searchsorted(cumsum(hist[:, b]), ranks[k, b], "left")``,
         i.e. the number of bins whose cumulative count is below the rank. hist (nbins, B) ints,
         ranks (R, B). JAX runs a ``fori_loop`` over the bins (``cumsum`` over a leading axis is slow on CPU)."""
-        xp = self.xp
         if not self.is_jax:
             cum = np.cumsum(hist, axis=0)
             return np.stack([np.sum(cum < r[None, :], axis=0) for r in ranks])
