@@ -7,11 +7,10 @@ are module constants so tests, assets and the UI agree. One module per domain (`
 here, so ``from alloc_assets.schemas import X`` works for all of them.
 """
 
-from alloc_assets.core.regime import REGIME_LABELS  # the allowed ``regime`` labels, beside the checks
 from alloc_assets.schemas import allocator, checks, market, portfolio
 from alloc_assets.schemas.allocator import *  # noqa: F403
 from alloc_assets.schemas.checks import *  # noqa: F403
 from alloc_assets.schemas.market import *  # noqa: F403
 from alloc_assets.schemas.portfolio import *  # noqa: F403
 
-__all__ = ["REGIME_LABELS", *checks.__all__, *market.__all__, *allocator.__all__, *portfolio.__all__]
+__all__ = [*checks.__all__, *market.__all__, *allocator.__all__, *portfolio.__all__]
